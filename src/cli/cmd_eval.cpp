@@ -1,0 +1,39 @@
+#include <filesystem>
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "eval/classify.h"
+
+namespace vs::cli {
+
+void add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "Top-1 / top-5 accuracy on an ImageNet-style folder");
+  struct Args : ModelArgs {
+    std::string data, split, labels, report;
+    int batch = 32;
+  };
+  auto a = std::make_shared<Args>();
+  add_model_args(cmd, *a);
+  cmd->add_option("--data", a->data, "folder of WNID_*.JPEG images")->required();
+  cmd->add_option("--split", a->split, "file listing the images to use (default: all in --data)");
+  cmd->add_option("--labels", a->labels, "classes.txt (default: DATA/classes.txt)");
+  cmd->add_option("--report", a->report, "write {top1, top5, images, seconds, ...} as JSON here");
+  cmd->add_option("--batch", a->batch, "images per forward pass")->check(CLI::Range(1, 4096));
+  cmd->callback([a] {
+    auto m = open_model(*a);
+    std::string labels_path = a->labels.empty() ? (std::filesystem::path(a->data) / "classes.txt").string() : a->labels;
+    check(std::filesystem::exists(labels_path), labels_path + ": no labels file; pass --labels classes.txt");
+    auto samples = imagenet_folder(a->data, a->split, load_labels(labels_path));
+    auto r = eval::evaluate(m, samples, a->batch);
+    fmt::print("top1 {:.2f}  top5 {:.2f}  images {}  seconds {:.1f}  ({:.1f} images/s)\n", r.top1,
+               r.top5, r.images, r.seconds, double(r.images) / r.seconds);
+    if (!a->report.empty())
+      write_json(a->report, {{"model", a->path}, {"data", a->data}, {"split", a->split},
+                             {"top1", r.top1}, {"top5", r.top5}, {"images", r.images},
+                             {"seconds", r.seconds}, {"batch", a->batch}});
+  });
+}
+
+}  // namespace vs::cli

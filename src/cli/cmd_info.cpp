@@ -1,0 +1,45 @@
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+
+namespace vs::cli {
+
+void add_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Architecture, parameters, bytes, FLOPs and every layer");
+  auto args = std::make_shared<ModelArgs>();
+  add_model_args(cmd, *args);
+  cmd->callback([args] {
+    const ModelArgs& a = *args;
+    auto m = open_model(a);
+    auto& c = m.cfg;
+    fmt::print("model        {}\n", a.path);
+    fmt::print("architecture {} (img {}, patch {}, embed {}, depth {}, heads {}, classes {}{})\n",
+               c.arch, c.img_size, c.patch_size, c.embed_dim, c.depth, c.num_heads, c.num_classes,
+               c.distilled ? ", distilled" : "");
+    fmt::print("parameters   {} ({:.2f} M)\n", m.num_params(), double(m.num_params()) / 1e6);
+    fmt::print("size         {} ({} bytes)\n", human_bytes(m.param_bytes()), m.param_bytes());
+    fmt::print("compute      {:.3f} GMACs per image ({:.3f} GFLOPs)\n", double(m.macs_per_image()) / 1e9,
+               2.0 * double(m.macs_per_image()) / 1e9);
+    fmt::print("preprocess   resize {} ({}), crop_pct {}, mean [{}], std [{}]\n", c.pre.input_size,
+               c.pre.interpolation, c.pre.crop_pct, fmt::join(c.pre.mean, ", "), fmt::join(c.pre.std, ", "));
+    fmt::print("\n{:<26} {:<8} {:>6} {:>6} {:>10} {:>12}\n", "layer", "kind", "in", "out", "params", "bytes");
+    auto row = [](const std::string& name, const nn::Linear& l) {
+      fmt::print("{:<26} {:<8} {:>6} {:>6} {:>10} {:>12}\n", name, l.kind(), l.in_features(),
+                 l.out_features(), l.num_params(), l.bytes());
+    };
+    row("patch_embed.proj", *m.patch_embed);
+    for (size_t i = 0; i < m.blocks.size(); ++i) {
+      auto& b = m.blocks[i];
+      std::string p = "blocks." + std::to_string(i);
+      row(p + ".attn.qkv", *b.attn.qkv);
+      row(p + ".attn.proj", *b.attn.proj);
+      row(p + ".mlp.fc1", *b.mlp.fc1);
+      row(p + ".mlp.fc2", *b.mlp.fc2);
+    }
+    row("head", *m.head);
+    if (m.head_dist) row("head_dist", *m.head_dist);
+  });
+}
+
+}  // namespace vs::cli

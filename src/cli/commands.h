@@ -1,0 +1,12 @@
+// One function per `vitshrink` subcommand; main.cpp wires them to CLI11.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace vs::cli {
+
+void add_info(CLI::App& app);
+void add_classify(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_bench(CLI::App& app);
+
+}  // namespace vs::cli

@@ -1,0 +1,35 @@
+#include "cli/common.h"
+
+#include <fmt/format.h>
+
+#include "core/threading.h"
+#include "io/file.h"
+#include "models/load.h"
+
+namespace vs::cli {
+
+void add_model_args(CLI::App* cmd, ModelArgs& a) {
+  cmd->add_option("model", a.path, "model folder (config.json + model.safetensors) or weights file")
+      ->required();
+  cmd->add_option("--arch", a.arch,
+                  "timm architecture name for a bare weights file, e.g. vit_tiny_patch16_224");
+  cmd->add_option("--threads", a.threads, "CPU threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+}
+
+models::ViT open_model(const ModelArgs& a) {
+  set_num_threads(a.threads);
+  return models::load_model(a.path, a.arch);
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  write_atomic(path, [&](std::ostream& f) { f << j.dump(2) << "\n"; });
+}
+
+std::string human_bytes(int64_t b) {
+  if (b >= (int64_t(1) << 20)) return fmt::format("{:.2f} MiB", double(b) / double(1 << 20));
+  if (b >= 1024) return fmt::format("{:.1f} KiB", double(b) / 1024.0);
+  return fmt::format("{} B", b);
+}
+
+}  // namespace vs::cli

@@ -1,0 +1,77 @@
+#include "eval/classify.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+
+namespace vs::eval {
+
+Tensor load_batch(const std::vector<std::string>& paths, const PreprocessConfig& pre) {
+  const int64_t B = int64_t(paths.size()), S = pre.input_size;
+  Tensor out({B, 3, S, S});
+  std::exception_ptr err;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < B; ++i) {
+    try {
+      Tensor t = preprocess(load_image(paths[size_t(i)]), pre);
+      std::memcpy(out.f32() + i * 3 * S * S, t.f32(), t.nbytes());
+    } catch (...) {
+#pragma omp critical
+      if (!err) err = std::current_exception();
+    }
+  }
+  if (err) std::rethrow_exception(err);
+  return out;
+}
+
+std::vector<std::pair<int, float>> topk(const float* row, int n, int k) {
+  std::vector<int> idx(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) idx[size_t(i)] = i;
+  k = std::min(k, n);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
+    return row[a] > row[b] || (row[a] == row[b] && a < b);
+  });
+  std::vector<std::pair<int, float>> out;
+  for (int i = 0; i < k; ++i) out.emplace_back(idx[size_t(i)], row[idx[size_t(i)]]);
+  return out;
+}
+
+Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, int batch,
+                  bool progress) {
+  check(batch > 0, "batch size must be positive");
+  auto t0 = std::chrono::steady_clock::now();
+  Progress bar("eval", int64_t(samples.size()));
+  int64_t c1 = 0, c5 = 0;
+  const int K = int(model.cfg.num_classes);
+  for (size_t s = 0; s < samples.size(); s += size_t(batch)) {
+    size_t e = std::min(samples.size(), s + size_t(batch));
+    std::vector<std::string> paths;
+    for (size_t i = s; i < e; ++i) {
+      check(samples[i].label < K, samples[i].path + ": label " + std::to_string(samples[i].label) +
+                                      " is outside the model's " + std::to_string(K) + " classes");
+      paths.push_back(samples[i].path);
+    }
+    Tensor logits = model.forward(load_batch(paths, model.cfg.pre));
+    for (size_t i = s; i < e; ++i) {
+      auto top = topk(logits.f32() + (i - s) * size_t(K), K, 5);
+      c1 += top[0].first == samples[i].label;
+      for (auto& [c, v] : top) c5 += c == samples[i].label;
+    }
+    if (progress)
+      bar.update(int64_t(e), fmt::format("top1 {:.2f}%", 100.0 * double(c1) / double(e)));
+  }
+  bar.finish();
+  Accuracy a;
+  a.images = int64_t(samples.size());
+  a.top1 = 100.0 * double(c1) / double(a.images);
+  a.top5 = 100.0 * double(c5) / double(a.images);
+  a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return a;
+}
+
+}  // namespace vs::eval

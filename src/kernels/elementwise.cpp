@@ -1,0 +1,60 @@
+#include "kernels/elementwise.h"
+
+#include <cmath>
+
+#include "kernels/fastmath.h"
+
+namespace vs::kernels {
+
+void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t R,
+               int64_t C, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < R; ++r) {
+    const float* xr = x + r * C;
+    float* yr = y + r * C;
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < C; ++c) sum += xr[c];
+    float mean = sum / float(C);
+    float sq = 0.f;  // two-pass variance: exact enough and immune to large means
+#pragma omp simd reduction(+ : sq)
+    for (int64_t c = 0; c < C; ++c) sq += (xr[c] - mean) * (xr[c] - mean);
+    float rstd = 1.f / std::sqrt(sq / float(C) + eps);
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mean) * rstd * gamma[c] + beta[c];
+  }
+}
+
+static void softmax_row(float* xr, int64_t C, float scale) {
+  float mx = -INFINITY;
+  for (int64_t c = 0; c < C; ++c) mx = std::fmax(mx, xr[c]);
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t c = 0; c < C; ++c) {
+    float e = fast_exp((xr[c] - mx) * scale);
+    xr[c] = e;
+    sum += e;
+  }
+  float inv = 1.f / sum;
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) xr[c] *= inv;
+}
+
+void softmax_rows(float* x, int64_t R, int64_t C, float scale) {
+  // Inside an attention tile (already in a parallel region) this runs on the calling thread:
+  // nested OpenMP regions are inactive.
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < R; ++r) softmax_row(x + r * C, C, scale);
+}
+
+void gelu(float* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.f + std::erf(x[i] * 0.70710678118654752f));
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+}  // namespace vs::kernels

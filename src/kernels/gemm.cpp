@@ -1,0 +1,80 @@
+#include "kernels/gemm.h"
+
+#include <dnnl.hpp>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "core/error.h"
+
+namespace vs::kernels {
+namespace {
+
+using dt = dnnl::memory::data_type;
+
+struct Engine {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{eng};
+};
+
+Engine& engine() {
+  static Engine e;
+  return e;
+}
+
+struct LinearPrim {
+  dnnl::matmul prim;
+  dnnl::memory::desc src, wei, bias, dst;
+};
+
+LinearPrim make_linear(int64_t M, int64_t N, int64_t K, bool has_bias, Epilogue ep) {
+  LinearPrim p;
+  p.src = dnnl::memory::desc({M, K}, dt::f32, {K, 1});
+  p.wei = dnnl::memory::desc({K, N}, dt::f32, {1, K});  // [N,K] row-major seen as W^T
+  p.bias = has_bias ? dnnl::memory::desc({1, N}, dt::f32, {N, 1}) : dnnl::memory::desc();
+  p.dst = dnnl::memory::desc({M, N}, dt::f32, {N, 1});
+  dnnl::primitive_attr attr;
+  if (ep == Epilogue::gelu) {
+    dnnl::post_ops po;
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
+    attr.set_post_ops(po);
+  }
+  dnnl::matmul::desc d(p.src, p.wei, p.bias, p.dst);
+  p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(d, attr, engine().eng));
+  return p;
+}
+
+}  // namespace
+
+void linear_f32(const float* x, const float* w, const float* bias, float* y, int64_t M,
+                int64_t N, int64_t K, Epilogue ep) {
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, Epilogue>;
+  static std::map<Key, LinearPrim> cache;
+  static std::mutex mu;
+  Key key{M, N, K, bias != nullptr, ep};
+  LinearPrim* p;
+  {
+    std::lock_guard lock(mu);
+    auto it = cache.find(key);
+    if (it == cache.end()) it = cache.emplace(key, make_linear(M, N, K, bias != nullptr, ep)).first;
+    p = &it->second;
+  }
+  auto& e = engine();
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory(p->src, e.eng, const_cast<float*>(x))},
+      {DNNL_ARG_WEIGHTS, dnnl::memory(p->wei, e.eng, const_cast<float*>(w))},
+      {DNNL_ARG_DST, dnnl::memory(p->dst, e.eng, y)}};
+  if (bias) args[DNNL_ARG_BIAS] = dnnl::memory(p->bias, e.eng, const_cast<float*>(bias));
+  p->prim.execute(e.stream, args);
+  e.stream.wait();
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  auto st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
+                       beta, C, ldc);
+  check(st == dnnl_success, "oneDNN sgemm failed");
+}
+
+}  // namespace vs::kernels

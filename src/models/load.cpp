@@ -1,0 +1,111 @@
+#include "models/load.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "io/file.h"
+#include "io/pth.h"
+#include "io/safetensors.h"
+#include "models/registry.h"
+
+namespace vs::models {
+namespace fs = std::filesystem;
+
+static bool is_zip(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char m[4] = {};
+  f.read(m, 4);
+  return f && m[0] == 'P' && m[1] == 'K' && m[2] == 3 && m[3] == 4;
+}
+
+static StateDict read_weights(const std::string& path) {
+  return is_zip(path) ? load_pth(path) : load_safetensors(path).tensors;
+}
+
+// With only an architecture name, take what the checkpoint itself says about the head size and
+// depth (fine-tuned checkpoints often have another number of classes).
+static void infer_from_weights(ViTConfig& c, const StateDict& sd) {
+  if (auto it = sd.find("head.weight"); it != sd.end() && it->second.ndim() == 2)
+    c.num_classes = it->second.dim(0);
+  int64_t depth = 0;
+  while (sd.count("blocks." + std::to_string(depth) + ".norm1.weight")) ++depth;
+  if (depth > 0) c.depth = depth;
+  if (!sd.count("cls_token") && sd.count("fc_norm.weight")) {
+    c.class_token = false;
+    c.global_pool = "avg";
+  } else if (sd.count("fc_norm.weight")) {
+    c.global_pool = "avg";
+  }
+}
+
+static ViTConfig read_config(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text(path));
+  } catch (const nlohmann::json::parse_error&) {
+    throw Error(path + ": not valid JSON");
+  }
+  return vit_config_from_json(j, path);
+}
+
+ViT load_model(const std::string& path, const std::string& arch) {
+  check(fs::exists(path), path + ": no such file or directory");
+  std::string weights, config;
+  if (fs::is_directory(path)) {
+    for (auto name : {"model.safetensors", "pytorch_model.bin"})
+      if (fs::exists(fs::path(path) / name)) {
+        weights = (fs::path(path) / name).string();
+        break;
+      }
+    if (weights.empty())
+      for (auto& e : fs::directory_iterator(path))
+        if (e.path().extension() == ".pth" || e.path().extension() == ".pt") weights = e.path().string();
+    check(!weights.empty(), path + ": no model.safetensors, pytorch_model.bin or .pth in this folder");
+    config = (fs::path(path) / "config.json").string();
+  } else {
+    weights = path;
+    config = (fs::path(path).parent_path() / "config.json").string();
+  }
+  ViTConfig cfg;
+  StateDict sd = read_weights(weights);
+  if (!arch.empty()) {
+    cfg = vit_config_for_arch(arch);
+    infer_from_weights(cfg, sd);
+  } else {
+    check(fs::exists(config), weights + ": no config.json beside it; pass --arch NAME (e.g. vit_tiny_patch16_224)");
+    cfg = read_config(config);
+  }
+  return ViT::from_state_dict(cfg, sd, weights);
+}
+
+void save_model(const std::string& dir, const ViT& model, const nlohmann::json& extra) {
+  fs::path out(dir);
+  if (fs::exists(out)) {
+    check(fs::is_directory(out), dir + ": exists and is not a folder");
+    bool ours = fs::is_empty(out) || fs::exists(out / "model.safetensors");
+    check(ours, dir + ": folder exists and does not hold a model; refusing to overwrite it");
+  }
+  fs::path tmp = out.string() + ".tmp." + std::to_string(getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    nlohmann::json cfg = vit_config_to_json(model.cfg);
+    cfg.merge_patch(extra);
+    save_safetensors((tmp / "model.safetensors").string(), model.state_dict(),
+                     {{"format", "pt"}, {"producer", "vitshrink"}});
+    write_atomic((tmp / "config.json").string(), [&](std::ostream& f) { f << cfg.dump(2) << "\n"; });
+    fs::path old = out.string() + ".old." + std::to_string(getpid());
+    if (fs::exists(out)) fs::rename(out, old);
+    fs::rename(tmp, out);
+    fs::remove_all(old);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+}  // namespace vs::models

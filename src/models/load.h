@@ -1,0 +1,20 @@
+// Finding and reading a model on disk, and writing one back:
+//   DIR/ with config.json + model.safetensors (Hugging Face / timm layout; also what vitshrink
+//        writes) or + pytorch_model.bin / *.pth,
+//   FILE.safetensors | FILE.pth | FILE.pt | FILE.bin with --arch NAME (or config.json beside it).
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "models/vit.h"
+
+namespace vs::models {
+
+ViT load_model(const std::string& path, const std::string& arch = "");
+
+// Writes DIR/config.json + DIR/model.safetensors through a temporary folder renamed into place,
+// so an interrupted save leaves no half-written model. `extra` is merged into config.json
+// (e.g. a "quantization" section).
+void save_model(const std::string& dir, const ViT& model, const nlohmann::json& extra = {});
+
+}  // namespace vs::models

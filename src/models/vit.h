@@ -1,0 +1,53 @@
+// ViT / DeiT (timm's VisionTransformer and VisionTransformerDistilled), parameter names exactly as
+// timm writes them: cls_token, dist_token, pos_embed, patch_embed.proj, blocks.N.*, norm,
+// fc_norm, head, head_dist.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/preprocess.h"
+#include "io/state_dict.h"
+#include "nn/block.h"
+
+namespace vs::models {
+
+struct ViTConfig {
+  std::string arch = "vit_tiny_patch16_224";
+  int64_t img_size = 224, patch_size = 16, in_chans = 3;
+  int64_t embed_dim = 192, depth = 12, num_heads = 3, num_classes = 1000;
+  double mlp_ratio = 4.0;
+  bool class_token = true, distilled = false, qkv_bias = true;
+  std::string global_pool = "token";  // "token" (class token) or "avg" (mean of patch tokens)
+  float norm_eps = 1e-6f;
+  PreprocessConfig pre;
+
+  int64_t grid() const { return img_size / patch_size; }
+  int64_t num_patches() const { return grid() * grid(); }
+  int64_t num_prefix_tokens() const { return (class_token ? 1 : 0) + (distilled ? 1 : 0); }
+  int64_t num_tokens() const { return num_patches() + num_prefix_tokens(); }
+  bool use_fc_norm() const { return global_pool == "avg"; }  // timm: fc_norm replaces norm
+};
+
+class ViT {
+ public:
+  ViTConfig cfg;
+  Tensor cls_token, dist_token, pos_embed;  // [1,1,C], [1,1,C], [1,T,C]
+  std::unique_ptr<nn::Linear> patch_embed;  // the stride-p conv as a Linear on flattened patches
+  std::vector<nn::Block> blocks;
+  nn::LayerNorm norm, fc_norm;              // exactly one is used (see use_fc_norm)
+  std::unique_ptr<nn::Linear> head, head_dist;
+
+  // Validates every tensor's presence and shape; extra tensors are an error.
+  static ViT from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::string& source);
+  StateDict state_dict() const;
+
+  // images: [B, in_chans, img_size, img_size], preprocessed. Returns logits [B, num_classes].
+  Tensor forward(const Tensor& images) const;
+
+  int64_t num_params() const;
+  int64_t param_bytes() const;
+  int64_t macs_per_image() const;  // multiply-accumulates of one forward pass
+};
+
+}  // namespace vs::models

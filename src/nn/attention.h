@@ -1,0 +1,25 @@
+// timm's Attention: qkv projection -> per-head softmax(q k^T * scale) v -> output projection.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "kernels/attention.h"
+#include "nn/linear.h"
+#include "nn/params.h"
+
+namespace vs::nn {
+
+struct Attention {
+  std::unique_ptr<Linear> qkv;   // [C] -> [2 * qk_total + v_total]
+  std::unique_ptr<Linear> proj;  // [v_total] -> [C]
+  kernels::HeadLayout heads;
+  float scale = 1.f;             // original head_dim^-0.5, kept when heads are pruned
+
+  static Attention load(ParamReader& p, const std::string& prefix, int64_t C, int64_t num_heads,
+                        bool qkv_bias);
+  // x: [B*N, C] -> y: [B*N, C]
+  void forward(const float* x, float* y, int64_t B, int64_t N) const;
+  void save(const std::string& prefix, StateDict& out) const;
+};
+
+}  // namespace vs::nn

@@ -1,0 +1,29 @@
+// Pulls named parameters out of a checkpoint with shape checks, remembering which were used so
+// that a checkpoint with tensors the model does not know is rejected instead of half-loaded.
+#pragma once
+#include <set>
+#include <string>
+
+#include "io/state_dict.h"
+
+namespace vs::nn {
+
+class ParamReader {
+ public:
+  ParamReader(const StateDict& sd, std::string source) : sd_(sd), source_(std::move(source)) {}
+  bool has(const std::string& name) const { return sd_.count(name) != 0; }
+  // Throws "SOURCE: missing tensor NAME" / "SOURCE: tensor NAME has shape [..], expected [..]".
+  Tensor get(const std::string& name, const Shape& expected);
+  // Shape-free read (the caller validates); still marks the tensor as used.
+  Tensor get_any(const std::string& name);
+  // Throws "SOURCE: unexpected tensor NAME (and K more)" if any tensor was not read.
+  void check_all_used() const;
+  const std::string& source() const { return source_; }
+
+ private:
+  const StateDict& sd_;
+  std::string source_;
+  std::set<std::string> used_;
+};
+
+}  // namespace vs::nn
