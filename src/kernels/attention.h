@@ -12,6 +12,7 @@ struct HeadLayout {
   std::vector<int64_t> v_dim;   // per head
   int64_t qk_total() const;
   int64_t v_total() const;
+  bool uniform() const;  // every head has the same q/k and v width
   int64_t qkv_width() const { return 2 * qk_total() + v_total(); }
 };
 

@@ -69,12 +69,31 @@ void linear_f32(const float* x, const float* w, const float* bias, float* y, int
   e.stream.wait();
 }
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
-  auto st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
-                       beta, C, ldc);
-  check(st == dnnl_success, "oneDNN sgemm failed");
+void matmul_strided(const View& a, const View& b, float* c, const std::vector<int64_t>& c_dims,
+                    const std::vector<int64_t>& c_strides) {
+  using Key = std::vector<int64_t>;
+  static std::map<Key, dnnl::matmul> cache;
+  static std::mutex mu;
+  Key key;
+  for (auto* v : {&a.dims, &a.strides, &b.dims, &b.strides, &c_dims, &c_strides}) {
+    key.push_back(int64_t(v->size()));
+    key.insert(key.end(), v->begin(), v->end());
+  }
+  dnnl::memory::desc ad(a.dims, dt::f32, a.strides), bd(b.dims, dt::f32, b.strides),
+      cd(c_dims, dt::f32, c_strides);
+  dnnl::matmul* prim;
+  {
+    std::lock_guard lock(mu);
+    auto it = cache.find(key);
+    if (it == cache.end())
+      it = cache.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), engine().eng))).first;
+    prim = &it->second;
+  }
+  auto& e = engine();
+  prim->execute(e.stream, {{DNNL_ARG_SRC, dnnl::memory(ad, e.eng, const_cast<float*>(a.data))},
+                           {DNNL_ARG_WEIGHTS, dnnl::memory(bd, e.eng, const_cast<float*>(b.data))},
+                           {DNNL_ARG_DST, dnnl::memory(cd, e.eng, c)}});
+  e.stream.wait();
 }
 
 }  // namespace vs::kernels

@@ -1,6 +1,7 @@
 // Dense GEMM through oneDNN (the only place, with the other files of src/kernels, that knows it).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace vs::kernels {
 
@@ -11,11 +12,14 @@ enum class Epilogue { none, gelu };  // gelu = exact erf GELU, fused into the GE
 void linear_f32(const float* x, const float* w, const float* bias, float* y, int64_t M,
                 int64_t N, int64_t K, Epilogue ep = Epilogue::none);
 
-// Row-major BLAS sgemm: C = alpha * op(A) . op(B) + beta * C with leading dimensions, so that
-// strided sub-matrices (one head of a qkv buffer) are used in place. Single-threaded when
-// called inside a parallel region.
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc);
+// A strided (batched) matrix product C = A . B for 2- to 4-d operands given as dims + strides
+// in elements: A [..., M, K], B [..., K, N], C [..., M, N]. Any strides, so heads are read in
+// place from a fused qkv buffer and k^T is just a stride swap. Primitives are cached per layout.
+struct View {
+  const float* data;
+  std::vector<int64_t> dims, strides;
+};
+void matmul_strided(const View& a, const View& b, float* c, const std::vector<int64_t>& c_dims,
+                    const std::vector<int64_t>& c_strides);
 
 }  // namespace vs::kernels
