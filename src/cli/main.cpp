@@ -11,6 +11,10 @@ int main(int argc, char** argv) {
       "MODEL is a folder with config.json + model.safetensors (timm / Hugging Face layout, or one\n"
       "vitshrink wrote), or a .safetensors / .pth file with --arch NAME."};
   app.require_subcommand(1);
+  if (argc == 1) {  // no command: show what there is to do
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  }
   vs::cli::add_info(app);
   vs::cli::add_classify(app);
   vs::cli::add_eval(app);
@@ -18,7 +22,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "vitshrink: error: %s (see --help)\n", e.what());
+    return e.get_exit_code();
   } catch (const vs::Error& e) {
     std::fprintf(stderr, "vitshrink: error: %s\n", e.what());
     return 1;
