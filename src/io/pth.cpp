@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +28,16 @@
 namespace vs {
 namespace {
 
+// Strings from the file go into one-line error messages: escape control bytes, cap the length.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (size_t k = 0; k < s.size() && k < 120; ++k) {
+    auto c = uint8_t(s[k]);
+    out += c < 0x20 || c == 0x7f ? fmt::format("\\x{:02x}", c) : std::string(1, char(c));
+  }
+  return s.size() > 120 ? out + "..." : out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Zip container (libzip).
 
@@ -43,7 +54,9 @@ class Zip {
           path + ": not a zip-format PyTorch checkpoint (legacy torch.save format is not supported)");
     file_size_ = std::filesystem::file_size(path);
     int err = 0;
-    z_ = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
+    // No ZIP_CHECKCONS: its local-vs-central header comparison adds nothing the CRC check on
+    // every read does not catch, and strict checks risk refusing odd but valid writers.
+    z_ = zip_open(path.c_str(), ZIP_RDONLY, &err);
     if (!z_) {
       zip_error_t ze;
       zip_error_init_with_code(&ze, err);
@@ -66,19 +79,19 @@ class Zip {
 
   bool has(const std::string& name) const { return zip_name_locate(z_, name.c_str(), 0) >= 0; }
 
-  std::vector<uint8_t> read(const std::string& name) const {
+  std::vector<uint8_t> read(const std::string& name, uint64_t max_size = UINT64_MAX) const {
     zip_int64_t idx = zip_name_locate(z_, name.c_str(), 0);
-    check(idx >= 0, path_ + ": zip entry " + name + " is missing");
+    check(idx >= 0, path_ + ": zip entry " + printable(name) + " is missing");
     zip_stat_t st;
     zip_stat_init(&st);
     check(zip_stat_index(z_, zip_uint64_t(idx), 0, &st) == 0 && (st.valid & ZIP_STAT_SIZE),
-          path_ + ": cannot stat zip entry " + name);
+          path_ + ": cannot stat zip entry " + printable(name));
     // Deflate cannot expand more than ~1032x; a bigger claimed size is a corrupt header and
     // must not turn into a huge allocation.
-    check(st.size <= file_size_ * 1100 + 4096,
-          path_ + ": zip entry " + name + " claims an impossible size");
+    check(st.size <= file_size_ * 1100 + 4096 && st.size <= max_size,
+          path_ + ": zip entry " + printable(name) + " is too large (" + std::to_string(st.size) + " bytes)");
     zip_file_t* f = zip_fopen_index(z_, zip_uint64_t(idx), 0);
-    check(f != nullptr, path_ + ": cannot open zip entry " + name + " (" + zip_strerror(z_) + ")");
+    check(f != nullptr, path_ + ": cannot open zip entry " + printable(name) + " (" + zip_strerror(z_) + ")");
     std::unique_ptr<zip_file_t, int (*)(zip_file_t*)> guard(f, zip_fclose);
     std::vector<uint8_t> buf(st.size);
     size_t got = 0;
@@ -92,7 +105,7 @@ class Zip {
     zip_int64_t tail = got == buf.size() ? zip_fread(f, &extra, 1) : -1;
     if (got != buf.size() || tail != 0) {
       std::string why = tail > 0 ? "longer than its header says" : zip_file_strerror(f);
-      throw Error(path_ + ": corrupt zip entry " + name + " (" + why + ")");
+      throw Error(path_ + ": corrupt zip entry " + printable(name) + " (" + why + ")");
     }
     return buf;
   }
@@ -178,6 +191,10 @@ class Unpickler {
   Value* run() {
     while (true) {
       op_pos_ = pos_;
+      // An opcode allocates at most one Value plus a few pointers (stack, memo, container
+      // slot), so counting them bounds memory: a zip-bombed data.pkl fails instead of OOMing.
+      constexpr uint64_t kMaxOps = (uint64_t(1) << 30) / (sizeof(Value) + 64);
+      if (++ops_ > kMaxOps) fail(fmt::format("pickle too large (over {} operations)", kMaxOps));
       uint8_t op = u8();
       switch (op) {
         case 0x80: {  // PROTO
@@ -394,7 +411,7 @@ class Unpickler {
   Value* make_global(const std::string& mod, const std::string& name) {
     auto fn = classify_global(mod, name);
     if (!fn)
-      throw Error(path_ + ": refusing pickle global " + mod + "." + name +
+      throw Error(path_ + ": refusing pickle global " + printable(mod + "." + name) +
                   " (not a tensor state_dict)");
     Value* v = make(Kind::Global);
     v->i = int64_t(*fn);
@@ -413,7 +430,7 @@ class Unpickler {
     list->items.insert(list->items.end(), items.begin(), items.end());
   }
 
-  std::string global_name(const Value* g) const { return g->s + "." + g->s2; }
+  std::string global_name(const Value* g) const { return printable(g->s + "." + g->s2); }
 
   Value* reduce(Value* fn, Value* args) {
     if (fn->kind != Kind::Global) fail(std::string("REDUCE on a ") + kind_name(fn->kind));
@@ -486,6 +503,7 @@ class Unpickler {
   std::string path_;
   const std::vector<uint8_t>& d_;
   size_t pos_ = 0, op_pos_ = 0;
+  uint64_t ops_ = 0;
   std::vector<Value*> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Value*> memo_;
@@ -548,11 +566,11 @@ class Materialiser {
   void will_use(const Value& t) { ++uses_[t.storage->s]; }
 
   Tensor operator()(const std::string& name, const Value& t) {
-    std::string where = path_ + ": tensor '" + name + "'";
+    std::string where = path_ + ": tensor '" + printable(name) + "'";
     const StorageType* type = nullptr;
     for (auto& st : kStorageTypes)
       if (t.storage->s2 == st.name) type = &st;
-    check(type != nullptr, where + " has unsupported dtype torch." + t.storage->s2);
+    check(type != nullptr, where + " has unsupported dtype torch." + printable(t.storage->s2));
 
     const std::string& key = t.storage->s;
     const std::vector<uint8_t>& bytes = load(key, *type, where);
@@ -574,7 +592,7 @@ class Materialiser {
       check(last < avail, fmt::format("{}: storage too small for size {} stride {} offset {} "
                                       "(needs {} elements, record {}data/{} has {})",
                                       where, shape_str(t.size), shape_str(t.stride), t.offset,
-                                      last + 1, prefix_, key, avail));
+                                      last + 1, printable(prefix_), printable(key), avail));
     // Stride-0 (expanded) views could otherwise ask for far more memory than the file holds.
     check(n <= avail || n <= (int64_t(1) << 28),
           where + ": broadcast view of " + shape_str(t.size) + " is too large to materialise");
@@ -598,11 +616,11 @@ class Materialiser {
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     std::string rec = prefix_ + "data/" + key;
-    check(zip_.has(rec), where + ": storage record " + rec + " is missing from the archive");
+    check(zip_.has(rec), where + ": storage record " + printable(rec) + " is missing from the archive");
     std::vector<uint8_t> bytes = zip_.read(rec);
     check(bytes.size() % size_t(type.elsize) == 0,
           fmt::format("{}: storage record {} has {} bytes, not a multiple of the {}-byte {}",
-                      where, rec, bytes.size(), type.elsize, type.name));
+                      where, printable(rec), bytes.size(), type.elsize, type.name));
     if (swap_ && type.elsize > 1)
       for (size_t k = 0; k < bytes.size(); k += size_t(type.elsize))
         std::reverse(bytes.begin() + ptrdiff_t(k), bytes.begin() + ptrdiff_t(k) + type.elsize);
@@ -664,13 +682,13 @@ StateDict load_pth(const std::string& path) {
   // Written by newer torch; absent means little-endian.
   bool swap = false;
   if (zip.has(prefix + "byteorder")) {
-    auto b = zip.read(prefix + "byteorder");
+    auto b = zip.read(prefix + "byteorder", 16);
     std::string order(b.begin(), b.end());
-    check(order == "little" || order == "big", path + ": unknown byteorder '" + order + "'");
+    check(order == "little" || order == "big", path + ": unknown byteorder '" + printable(order) + "'");
     swap = (order == "big") != (std::endian::native == std::endian::big);
   }
 
-  std::vector<uint8_t> data = zip.read(pkl);
+  std::vector<uint8_t> data = zip.read(pkl, uint64_t(1) << 30);  // real ones are kilobytes
   Unpickler vm(path, data);
   const Value* top = vm.run();
   check(top->kind == Kind::Dict,
@@ -694,7 +712,7 @@ StateDict load_pth(const std::string& path) {
     std::string keys;
     for (size_t k = 0; k < top->entries.size() && k < 10; ++k)
       if (top->entries[k].first->kind == Kind::Str)
-        keys += (keys.empty() ? "" : ", ") + top->entries[k].first->s;
+        keys += (keys.empty() ? "" : ", ") + printable(top->entries[k].first->s);
     throw Error(path + ": no tensors found (top-level keys: " + (keys.empty() ? "none" : keys) + ")");
   }
 
