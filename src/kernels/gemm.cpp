@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "kernels/dnnl_engine.h"
 
 namespace vs::kernels {
 namespace {
@@ -13,14 +14,11 @@ namespace {
 using dt = dnnl::memory::data_type;
 
 struct Engine {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream stream{eng};
+  dnnl::engine& eng = dnnl_engine();
+  dnnl::stream& stream = dnnl_stream();
 };
 
-Engine& engine() {
-  static Engine e;
-  return e;
-}
+Engine engine() { return {}; }
 
 struct LinearPrim {
   dnnl::matmul prim;
@@ -46,6 +44,16 @@ LinearPrim make_linear(int64_t M, int64_t N, int64_t K, bool has_bias, Epilogue 
 
 }  // namespace
 
+dnnl::engine& dnnl_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream& dnnl_stream() {
+  static dnnl::stream s(dnnl_engine());
+  return s;
+}
+
 void linear_f32(const float* x, const float* w, const float* bias, float* y, int64_t M,
                 int64_t N, int64_t K, Epilogue ep) {
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, Epilogue>;
@@ -59,7 +67,7 @@ void linear_f32(const float* x, const float* w, const float* bias, float* y, int
     if (it == cache.end()) it = cache.emplace(key, make_linear(M, N, K, bias != nullptr, ep)).first;
     p = &it->second;
   }
-  auto& e = engine();
+  auto e = engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(p->src, e.eng, const_cast<float*>(x))},
       {DNNL_ARG_WEIGHTS, dnnl::memory(p->wei, e.eng, const_cast<float*>(w))},
@@ -89,7 +97,7 @@ void matmul_strided(const View& a, const View& b, float* c, const std::vector<in
       it = cache.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), engine().eng))).first;
     prim = &it->second;
   }
-  auto& e = engine();
+  auto e = engine();
   prim->execute(e.stream, {{DNNL_ARG_SRC, dnnl::memory(ad, e.eng, const_cast<float*>(a.data))},
                            {DNNL_ARG_WEIGHTS, dnnl::memory(bd, e.eng, const_cast<float*>(b.data))},
                            {DNNL_ARG_DST, dnnl::memory(cd, e.eng, c)}});
