@@ -125,7 +125,6 @@ bool jpeg_decode(const uint8_t* data, size_t size, uint64_t max_pixels, RawImage
     return false;
   }
 
-  cinfo.do_fancy_upsampling = FALSE;
   jpeg_start_decompress(&cinfo);
   out->width = int(cinfo.output_width);
   out->height = int(cinfo.output_height);
@@ -184,13 +183,17 @@ void png_read_mem(png_structp png, png_bytep dst, size_t n) {
   src->pos += n;
 }
 
-// Decodes to 8-bit gray or RGB the way PIL opens a PNG and converts it (PngImagePlugin's mode
-// table + Image.convert): sub-byte gray scaled to 0..255, palette looked up, alpha and tRNS
-// dropped; 16-bit gray becomes PIL mode "I", whose conversion clips to 255, while 16-bit
-// RGB / RGBA / gray+alpha keep the high byte ("RGB;16B" / "RGBA;16B" / "LA;16B" rawmodes).
-// Gamma and colour chunks are ignored, as by PIL. Returns false with err->message set on failure.
+// Sample layout of libpng's output rows, before narrowing to PIL's 8-bit modes.
+struct PngRows {
+  int color_type = 0, channels = 0, bytes = 1;  // bytes per sample: 1 or 2 (big-endian)
+  size_t stride = 0;
+};
+
+// Runs libpng, expanding only palettes and sub-byte gray to 8 bits (both as PIL unpacks them:
+// palette looked up, 1/2/4-bit gray scaled to 0..255); tRNS is not turned into alpha. Gamma and
+// colour chunks are ignored, as by PIL. Returns false with err->message set on failure.
 bool png_decode(const uint8_t* data, size_t size, uint64_t max_pixels, RawImage* out,
-                PngErrors* err) {
+                PngRows* rows, PngErrors* err) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, err, png_fail, png_warn);
   if (!png) {
     std::snprintf(err->message, sizeof err->message, "cannot initialise libpng");
@@ -204,7 +207,7 @@ bool png_decode(const uint8_t* data, size_t size, uint64_t max_pixels, RawImage*
     return false;
   }
   png_set_read_fn(png, &src, png_read_mem);
-  // Leave the image-size limits to kMaxPixels, like PIL (libpng's default caps width at 1M).
+  // Leave the image-size limit to max_pixels, like PIL (libpng's default caps width at 1M).
   png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
   png_read_info(png, info);
 
@@ -219,49 +222,56 @@ bool png_decode(const uint8_t* data, size_t size, uint64_t max_pixels, RawImage*
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
+  rows->color_type = color;
+  rows->channels = png_get_channels(png, info);
+  rows->bytes = png_get_bit_depth(png, info) == 16 ? 2 : 1;
+  rows->stride = png_get_rowbytes(png, info);
 
-  const int in_ch = png_get_channels(png, info);
-  const int bytes = png_get_bit_depth(png, info) == 16 ? 2 : 1;
-  const bool gray = color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA;
-  const bool clip16 = color == PNG_COLOR_TYPE_GRAY && bytes == 2;
-  const size_t in_stride = png_get_rowbytes(png, info);
-
-  // Decode the whole image first (each interlace pass refines every row), then convert.
-  std::vector<uint8_t>& buf = out->pixels;
-  buf.resize(in_stride * h);
+  // Each interlace pass refines rows already read, so the whole image is decoded in place.
+  out->pixels.resize(rows->stride * h);
   for (int pass = 0; pass < passes; ++pass)
-    for (png_uint_32 y = 0; y < h; ++y) png_read_row(png, buf.data() + y * in_stride, nullptr);
-  // Not reading to IEND: PIL accepts a PNG whose trailing chunks are missing.
+    for (png_uint_32 y = 0; y < h; ++y)
+      png_read_row(png, out->pixels.data() + y * rows->stride, nullptr);
+  // Not reading on to IEND: PIL accepts a PNG whose trailing chunks are missing.
   png_destroy_read_struct(&png, &info, nullptr);
+  out->width = int(w);
+  out->height = int(h);
+  return true;
+}
 
-  // Convert in place: the output pixel is never larger than the input pixel and is written at or
-  // before it, so a forward pass is safe.
+// Narrows libpng's rows to 8-bit gray or RGB as PIL opens the file (PngImagePlugin's mode
+// table) and converts it: alpha dropped; 16-bit gray becomes PIL mode "I", whose conversion
+// clips to 255, while 16-bit RGB / RGBA / gray+alpha keep the high byte (rawmodes "RGB;16B",
+// "RGBA;16B", "LA;16B"). Works in place: each output pixel is no larger than its input pixel and
+// lies at or before it.
+void narrow_png(RawImage& raw, const PngRows& rows) {
+  const bool gray = rows.color_type == PNG_COLOR_TYPE_GRAY ||
+                    rows.color_type == PNG_COLOR_TYPE_GRAY_ALPHA;
+  const bool clip16 = rows.color_type == PNG_COLOR_TYPE_GRAY && rows.bytes == 2;
   const int out_ch = gray ? 1 : 3;
-  uint8_t* dst = buf.data();
-  for (png_uint_32 y = 0; y < h; ++y) {
-    const uint8_t* row = buf.data() + y * in_stride;
-    for (png_uint_32 x = 0; x < w; ++x) {
-      const uint8_t* px = row + size_t(x) * in_ch * bytes;
+  const size_t pixel = size_t(rows.channels) * rows.bytes;
+  uint8_t* dst = raw.pixels.data();
+  for (int y = 0; y < raw.height; ++y) {
+    const uint8_t* row = raw.pixels.data() + y * rows.stride;
+    for (int x = 0; x < raw.width; ++x) {
       for (int c = 0; c < out_ch; ++c) {
-        const uint8_t* s = px + c * bytes;  // big-endian samples: s[0] is the high byte
-        if (clip16) *dst++ = (s[0] << 8 | s[1]) > 255 ? 255 : s[1];
-        else *dst++ = s[0];
+        const uint8_t* s = row + x * pixel + c * rows.bytes;  // s[0]: the high byte
+        *dst++ = clip16 ? ((s[0] << 8 | s[1]) > 255 ? 255 : s[1]) : s[0];
       }
     }
   }
-  buf.resize(size_t(w) * h * out_ch);
-  out->width = int(w);
-  out->height = int(h);
-  out->channels = out_ch;
-  return true;
+  raw.pixels.resize(size_t(raw.width) * raw.height * out_ch);
+  raw.channels = out_ch;
 }
 
 RawImage read_png(const std::string& path, const std::vector<uint8_t>& data) {
   RawImage raw;
+  PngRows rows;
   PngErrors err;
-  if (!png_decode(data.data(), data.size(), kMaxPixels, &raw, &err))
+  if (!png_decode(data.data(), data.size(), kMaxPixels, &raw, &rows, &err))
     throw Error(path + (err.truncated ? ": truncated PNG (" : ": corrupt PNG (") + err.message +
                 ")");
+  narrow_png(raw, rows);
   return raw;
 }
 

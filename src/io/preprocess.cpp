@@ -211,7 +211,7 @@ Image resize_nearest(const Image& in, int out_w, int out_h) {
 }
 
 // Python's round() for the halves produced by (a - b) / 2.0: ties go to the even integer.
-int round_half_even(double v) { return int(std::round(v)); }
+int round_half_even(double v) { return int(std::nearbyint(v)); }
 
 // torchvision Resize(size) with an int size: the short side becomes `size`, the long side
 // int(size * long / short) (true division, then truncation).
