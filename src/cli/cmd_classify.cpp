@@ -27,7 +27,7 @@ void add_classify(CLI::App& app) {
     if (!a->labels.empty()) labels = load_labels(a->labels);
     const int K = int(m.cfg.num_classes);
     for (auto& path : a->images) {
-      Tensor logits = m.forward(eval::load_batch({path}, m.cfg.pre));
+      Tensor logits = m.forward(load_batch({path}, m.cfg.pre));
       std::vector<float> p(logits.f32(), logits.f32() + K);
       float mx = *std::max_element(p.begin(), p.end()), sum = 0;
       for (float& v : p) sum += (v = std::exp(v - mx));

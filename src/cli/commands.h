@@ -8,5 +8,6 @@ void add_info(CLI::App& app);
 void add_classify(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_quantize(CLI::App& app);
 
 }  // namespace vs::cli

@@ -5,6 +5,7 @@
 #include "core/threading.h"
 #include "io/file.h"
 #include "models/load.h"
+#include "nn/quant_linear.h"
 
 namespace vs::cli {
 
@@ -15,10 +16,14 @@ void add_model_args(CLI::App* cmd, ModelArgs& a) {
                   "timm architecture name for a bare weights file, e.g. vit_tiny_patch16_224");
   cmd->add_option("--threads", a.threads, "CPU threads (default: all cores)")
       ->check(CLI::Range(1, 1024));
+  cmd->add_flag("--simulate", a.simulate,
+                "run quantised layers as float math on the same codes (fake quantisation) instead "
+                "of integer kernels - for cross-checking the integer path");
 }
 
 models::ViT open_model(const ModelArgs& a) {
   set_num_threads(a.threads);
+  nn::set_exec_mode(a.simulate ? nn::ExecMode::simulated : nn::ExecMode::integer);
   return models::load_model(a.path, a.arch);
 }
 

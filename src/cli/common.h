@@ -11,9 +11,10 @@ namespace vs::cli {
 struct ModelArgs {
   std::string path, arch;
   int threads = 0;
+  bool simulate = false;
 };
 
-// Adds MODEL (positional), --arch and --threads.
+// Adds MODEL (positional), --arch, --threads and --simulate.
 void add_model_args(CLI::App* cmd, ModelArgs& a);
 // Applies --threads and loads the model.
 models::ViT open_model(const ModelArgs& a);

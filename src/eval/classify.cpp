@@ -3,31 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <exception>
 #include <fmt/format.h>
 
 #include "core/error.h"
 #include "core/progress.h"
 
 namespace vs::eval {
-
-Tensor load_batch(const std::vector<std::string>& paths, const PreprocessConfig& pre) {
-  const int64_t B = int64_t(paths.size()), S = pre.input_size;
-  Tensor out({B, 3, S, S});
-  std::exception_ptr err;
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t i = 0; i < B; ++i) {
-    try {
-      Tensor t = preprocess(load_image(paths[size_t(i)]), pre);
-      std::memcpy(out.f32() + i * 3 * S * S, t.f32(), t.nbytes());
-    } catch (...) {
-#pragma omp critical
-      if (!err) err = std::current_exception();
-    }
-  }
-  if (err) std::rethrow_exception(err);
-  return out;
-}
 
 std::vector<std::pair<int, float>> topk(const float* row, int n, int k) {
   std::vector<int> idx(static_cast<size_t>(n));

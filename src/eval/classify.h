@@ -9,9 +9,6 @@
 
 namespace vs::eval {
 
-// Decodes and preprocesses in parallel into [B, 3, S, S].
-Tensor load_batch(const std::vector<std::string>& paths, const PreprocessConfig& pre);
-
 // The k largest (index, value) pairs of one row, best first (ties: lower index first).
 std::vector<std::pair<int, float>> topk(const float* row, int n, int k);
 

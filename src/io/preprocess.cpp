@@ -2,6 +2,8 @@
 // scale of libImaging/Geometry.c for NEAREST) and timm's eval transform on top of it. Every
 // rounding step follows PIL so the output pixels are byte-identical; the reasons are noted where
 // an expression might look needlessly particular.
+#include <cstring>
+#include <exception>
 #include "io/preprocess.h"
 
 #include <algorithm>
@@ -273,6 +275,24 @@ Tensor preprocess(const Image& img, const PreprocessConfig& cfg) {
       for (int c = 0; c < 3; ++c) dst[(size_t(c) * S + y) * S + x] = lut[c][inside ? p[c] : 0];
     }
   }
+  return out;
+}
+
+Tensor load_batch(const std::vector<std::string>& paths, const PreprocessConfig& cfg) {
+  const int64_t B = int64_t(paths.size()), S = cfg.input_size;
+  Tensor out({B, 3, S, S});
+  std::exception_ptr err;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < B; ++i) {
+    try {
+      Tensor t = preprocess(load_image(paths[size_t(i)]), cfg);
+      std::memcpy(out.f32() + i * 3 * S * S, t.f32(), t.nbytes());
+    } catch (...) {
+#pragma omp critical
+      if (!err) err = std::current_exception();
+    }
+  }
+  if (err) std::rethrow_exception(err);
   return out;
 }
 

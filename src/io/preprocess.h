@@ -4,6 +4,7 @@
 #pragma once
 #include <array>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "io/image.h"
@@ -24,5 +25,9 @@ Image resize_pil(const Image& img, int out_w, int out_h, const std::string& inte
 
 // Returns a [3, input_size, input_size] float tensor.
 Tensor preprocess(const Image& img, const PreprocessConfig& cfg);
+
+// Loads, decodes and preprocesses images in parallel into [B, 3, S, S]; the first failure is
+// rethrown (naming its file).
+Tensor load_batch(const std::vector<std::string>& paths, const PreprocessConfig& cfg);
 
 }  // namespace vs

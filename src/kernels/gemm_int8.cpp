@@ -61,8 +61,12 @@ void linear_u8s8(const uint8_t* x, int32_t zero_x, float scale_x, const int8_t* 
                  const float* scale_w, const float* bias, float* y, int64_t M, int64_t N,
                  int64_t K, Epilogue ep) {
   Prim& p = cached(M, N, K, bias != nullptr, ep, true);
-  std::vector<float> scales(static_cast<size_t>(N));
-  for (int64_t n = 0; n < N; ++n) scales[size_t(n)] = scale_x * scale_w[n];
+  // oneDNN 2.x int8 matmul computes dst = scale * (acc + bias): hand it bias / scale.
+  std::vector<float> scales(static_cast<size_t>(N)), scaled_bias(bias ? size_t(N) : 0);
+  for (int64_t n = 0; n < N; ++n) {
+    scales[size_t(n)] = scale_x * scale_w[n];
+    if (bias) scaled_bias[size_t(n)] = bias[n] / scales[size_t(n)];
+  }
   auto& eng = dnnl_engine();
   dnnl::memory sm({{N}, dt::f32, {1}}, eng, scales.data()), zm({{1}, dt::s32, {1}}, eng, &zero_x);
   std::unordered_map<int, dnnl::memory> args{
@@ -71,7 +75,7 @@ void linear_u8s8(const uint8_t* x, int32_t zero_x, float scale_x, const int8_t* 
       {DNNL_ARG_DST, dnnl::memory(p.dst, eng, y)},
       {DNNL_ARG_ATTR_OUTPUT_SCALES, sm},
       {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zm}};
-  if (bias) args[DNNL_ARG_BIAS] = dnnl::memory(p.bias, eng, const_cast<float*>(bias));
+  if (bias) args[DNNL_ARG_BIAS] = dnnl::memory(p.bias, eng, scaled_bias.data());
   p.prim.execute(dnnl_stream(), args);
   dnnl_stream().wait();
 }

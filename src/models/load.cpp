@@ -41,14 +41,30 @@ static void infer_from_weights(ViTConfig& c, const StateDict& sd) {
   }
 }
 
-static ViTConfig read_config(const std::string& path) {
-  nlohmann::json j;
+static nlohmann::json read_json(const std::string& path) {
   try {
-    j = nlohmann::json::parse(read_text(path));
+    return nlohmann::json::parse(read_text(path));
   } catch (const nlohmann::json::parse_error&) {
     throw Error(path + ": not valid JSON");
   }
-  return vit_config_from_json(j, path);
+}
+
+// config.json "quantization": {"layers": {"blocks.0.attn.qkv": {"wbits", "abits", "dynamic"}}}
+static std::map<std::string, nn::LinearSpec> quantized_layers(const nlohmann::json& j,
+                                                               const std::string& path) {
+  std::map<std::string, nn::LinearSpec> out;
+  if (!j.contains("quantization")) return out;
+  try {
+    for (auto& [name, l] : j.at("quantization").at("layers").items()) {
+      nn::LinearSpec s{l.at("wbits").get<int>(), l.at("abits").get<int>(), l.value("dynamic", false)};
+      check(s.wbits >= 2 && s.wbits <= 8 && s.abits >= 2 && s.abits <= 8,
+            path + ": layer '" + name + "' has bit widths outside 2..8");
+      out[name] = s;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed \"quantization\" section (" + e.what() + ")");
+  }
+  return out;
 }
 
 ViT load_model(const std::string& path, const std::string& arch) {
@@ -71,14 +87,17 @@ ViT load_model(const std::string& path, const std::string& arch) {
   }
   ViTConfig cfg;
   StateDict sd = read_weights(weights);
+  std::map<std::string, nn::LinearSpec> quantized;
   if (!arch.empty()) {
     cfg = vit_config_for_arch(arch);
     infer_from_weights(cfg, sd);
   } else {
     check(fs::exists(config), weights + ": no config.json beside it; pass --arch NAME (e.g. vit_tiny_patch16_224)");
-    cfg = read_config(config);
+    nlohmann::json j = read_json(config);
+    cfg = vit_config_from_json(j, config);
+    quantized = quantized_layers(j, config);
   }
-  return ViT::from_state_dict(cfg, sd, weights);
+  return ViT::from_state_dict(cfg, sd, weights, quantized);
 }
 
 void save_model(const std::string& dir, const ViT& model, const nlohmann::json& extra) {

@@ -6,8 +6,10 @@
 
 namespace vs::models {
 
-ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::string& source) {
+ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::string& source,
+                         const std::map<std::string, nn::LinearSpec>& quantized) {
   nn::ParamReader p(sd, source);
+  p.linear_specs = quantized;
   const int64_t C = cfg.embed_dim, P = cfg.patch_size;
   check(cfg.img_size % P == 0, source + ": img_size " + std::to_string(cfg.img_size) +
                                    " is not a multiple of patch_size " + std::to_string(P));
@@ -16,9 +18,13 @@ ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::s
   if (cfg.class_token) m.cls_token = p.get("cls_token", {1, 1, C});
   if (cfg.distilled) m.dist_token = p.get("dist_token", {1, 1, C});
   m.pos_embed = p.get("pos_embed", {1, cfg.num_tokens(), C});
-  Tensor pw = p.get("patch_embed.proj.weight", {C, cfg.in_chans, P, P});
-  m.patch_embed = std::make_unique<nn::DenseLinear>(pw.reshape({C, cfg.in_chans * P * P}),
-                                                    p.get("patch_embed.proj.bias", {C}));
+  if (p.linear_specs.count("patch_embed.proj")) {
+    m.patch_embed = nn::load_linear(p, "patch_embed.proj", C, cfg.in_chans * P * P, true);
+  } else {  // timm stores the conv weight [C, in_chans, P, P]
+    Tensor pw = p.get("patch_embed.proj.weight", {C, cfg.in_chans, P, P});
+    m.patch_embed = std::make_unique<nn::DenseLinear>(pw.reshape({C, cfg.in_chans * P * P}),
+                                                      p.get("patch_embed.proj.bias", {C}));
+  }
   for (int64_t i = 0; i < cfg.depth; ++i)
     m.blocks.push_back(nn::Block::load(p, "blocks." + std::to_string(i), C, cfg.num_heads,
                                        cfg.qkv_bias, cfg.norm_eps));
@@ -28,12 +34,8 @@ ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::s
     m.fc_norm = nn::LayerNorm::load(p, "fc_norm", C, cfg.norm_eps);
   else
     m.norm = nn::LayerNorm::load(p, "norm", C, cfg.norm_eps);
-  auto load_head = [&](const std::string& name) {
-    return std::make_unique<nn::DenseLinear>(p.get(name + ".weight", {cfg.num_classes, C}),
-                                             p.get(name + ".bias", {cfg.num_classes}));
-  };
-  m.head = load_head("head");
-  if (cfg.distilled) m.head_dist = load_head("head_dist");
+  m.head = nn::load_linear(p, "head", cfg.num_classes, C, true);
+  if (cfg.distilled) m.head_dist = nn::load_linear(p, "head_dist", cfg.num_classes, C, true);
   p.check_all_used();
   return m;
 }
@@ -45,8 +47,8 @@ StateDict ViT::state_dict() const {
   if (dist_token.defined()) sd["dist_token"] = dist_token;
   sd["pos_embed"] = pos_embed;
   patch_embed->save("patch_embed.proj", sd);
-  auto& pw = sd["patch_embed.proj.weight"];
-  if (pw.dtype() == DType::f32 && pw.ndim() == 2) pw = pw.reshape({C, cfg.in_chans, P, P});
+  if (auto it = sd.find("patch_embed.proj.weight"); it != sd.end())  // timm's conv layout
+    it->second = it->second.reshape({C, cfg.in_chans, P, P});
   for (size_t i = 0; i < blocks.size(); ++i) blocks[i].save("blocks." + std::to_string(i), sd);
   if (cfg.use_fc_norm())
     fc_norm.save("fc_norm", sd);
@@ -168,6 +170,25 @@ int64_t ViT::macs_per_image() const {
   }
   macs += (cfg.distilled ? 2 : 1) * head->macs_per_row();
   return macs;
+}
+
+}  // namespace vs::models
+
+namespace vs::models {
+
+std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> ViT::linears() {
+  std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> out;
+  out.emplace_back("patch_embed.proj", &patch_embed);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    std::string p = "blocks." + std::to_string(i);
+    out.emplace_back(p + ".attn.qkv", &blocks[i].attn.qkv);
+    out.emplace_back(p + ".attn.proj", &blocks[i].attn.proj);
+    out.emplace_back(p + ".mlp.fc1", &blocks[i].mlp.fc1);
+    out.emplace_back(p + ".mlp.fc2", &blocks[i].mlp.fc2);
+  }
+  out.emplace_back("head", &head);
+  if (head_dist) out.emplace_back("head_dist", &head_dist);
+  return out;
 }
 
 }  // namespace vs::models

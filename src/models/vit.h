@@ -2,6 +2,7 @@
 // timm writes them: cls_token, dist_token, pos_embed, patch_embed.proj, blocks.N.*, norm,
 // fc_norm, head, head_dist.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,7 +40,13 @@ class ViT {
   std::unique_ptr<nn::Linear> head, head_dist;
 
   // Validates every tensor's presence and shape; extra tensors are an error.
-  static ViT from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::string& source);
+  // `quantized` lists the Linear layers stored quantised (from config.json's "quantization").
+  static ViT from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::string& source,
+                             const std::map<std::string, nn::LinearSpec>& quantized = {});
+
+  // Every Linear layer with its timm prefix ("patch_embed.proj", "blocks.0.attn.qkv", ...,
+  // "head"), in forward order; compression stages swap them through these pointers.
+  std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> linears();
   StateDict state_dict() const;
 
   // images: [B, in_chans, img_size, img_size], preprocessed. Returns logits [B, num_classes].

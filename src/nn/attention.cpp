@@ -16,10 +16,8 @@ Attention Attention::load(ParamReader& p, const std::string& prefix, int64_t C, 
   a.heads.qk_dim.assign(size_t(num_heads), d);
   a.heads.v_dim.assign(size_t(num_heads), d);
   a.scale = 1.f / std::sqrt(float(d));
-  Tensor qkv_b = qkv_bias ? p.get(prefix + ".qkv.bias", {3 * C}) : Tensor();
-  a.qkv = std::make_unique<DenseLinear>(p.get(prefix + ".qkv.weight", {3 * C, C}), qkv_b);
-  a.proj = std::make_unique<DenseLinear>(p.get(prefix + ".proj.weight", {C, C}),
-                                         p.get(prefix + ".proj.bias", {C}));
+  a.qkv = load_linear(p, prefix + ".qkv", 3 * C, C, qkv_bias);
+  a.proj = load_linear(p, prefix + ".proj", C, C, true);
   return a;
 }
 

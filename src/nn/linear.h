@@ -49,4 +49,10 @@ class DenseLinear final : public Linear {
   Tensor weight_, bias_;
 };
 
+class ParamReader;
+// Reads the Linear stored under `prefix` as its LinearSpec says (dense unless listed), checking
+// shapes [out, in]; the bias is read when present (required when `bias` is true).
+std::unique_ptr<Linear> load_linear(ParamReader& p, const std::string& prefix, int64_t out,
+                                    int64_t in, bool bias);
+
 }  // namespace vs::nn

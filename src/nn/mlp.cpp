@@ -5,15 +5,14 @@
 namespace vs::nn {
 
 Mlp Mlp::load(ParamReader& p, const std::string& prefix, int64_t C) {
-  Tensor w1 = p.get_any(prefix + ".fc1.weight");
-  check(w1.ndim() == 2 && w1.dim(1) == C, p.source() + ": tensor '" + prefix + ".fc1.weight' has shape " +
-                                              shape_str(w1.shape()) + ", expected [hidden, " +
-                                              std::to_string(C) + "]");
-  int64_t hidden = w1.dim(0);
+  // The hidden width comes from the checkpoint (pruned models shrink it): fc1's bias length.
+  check(p.has(prefix + ".fc1.bias"), p.source() + ": missing tensor '" + prefix + ".fc1.bias'");
+  Tensor b1 = p.get_any(prefix + ".fc1.bias");
+  check(b1.ndim() == 1, p.source() + ": tensor '" + prefix + ".fc1.bias' must be 1-d");
+  const int64_t hidden = b1.dim(0);
   Mlp m;
-  m.fc1 = std::make_unique<DenseLinear>(w1, p.get(prefix + ".fc1.bias", {hidden}));
-  m.fc2 = std::make_unique<DenseLinear>(p.get(prefix + ".fc2.weight", {C, hidden}),
-                                        p.get(prefix + ".fc2.bias", {C}));
+  m.fc1 = load_linear(p, prefix + ".fc1", hidden, C, true);
+  m.fc2 = load_linear(p, prefix + ".fc2", C, hidden, true);
   return m;
 }
 

@@ -1,12 +1,21 @@
 // Pulls named parameters out of a checkpoint with shape checks, remembering which were used so
 // that a checkpoint with tensors the model does not know is rejected instead of half-loaded.
 #pragma once
+#include <map>
 #include <set>
 #include <string>
 
 #include "io/state_dict.h"
 
 namespace vs::nn {
+
+// How a Linear is stored: dense fp32 (wbits 0), or quantised (QuantLinear) at these bit widths.
+// A quantised model's config.json lists one per layer; absent layers are dense.
+struct LinearSpec {
+  int wbits = 0;
+  int abits = 8;
+  bool dynamic = false;
+};
 
 class ParamReader {
  public:
@@ -19,6 +28,8 @@ class ParamReader {
   // Throws "SOURCE: unexpected tensor NAME (and K more)" if any tensor was not read.
   void check_all_used() const;
   const std::string& source() const { return source_; }
+
+  std::map<std::string, LinearSpec> linear_specs;  // by prefix, e.g. "blocks.0.attn.qkv"
 
  private:
   const StateDict& sd_;

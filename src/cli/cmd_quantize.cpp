@@ -1,0 +1,80 @@
+#include <filesystem>
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "compress/quant/ptq.h"
+#include "core/error.h"
+#include "io/dataset.h"
+#include "models/load.h"
+
+namespace vs::cli {
+
+void add_quantize(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "quantize",
+      "Post-training quantisation to integer Linear layers (weights per channel, activations per\n"
+      "tensor calibrated on --calib, or per token with --dynamic); writes a model folder that\n"
+      "eval / classify / bench / info load directly. patch_embed and head use --edge-bits (8).");
+  struct Args : ModelArgs {
+    int wbits = 8, abits = 8, edge_bits = 8, batch = 16;
+    bool dynamic = false;
+    std::string calib, split, out, wobs = "mse", aobs = "minmax";
+    double percentile = 99.99;
+    std::vector<std::string> keep_float;
+  };
+  auto a = std::make_shared<Args>();
+  add_model_args(cmd, *a);
+  cmd->add_option("--wbits", a->wbits, "weight bits (2..8)")->check(CLI::Range(2, 8));
+  cmd->add_option("--abits", a->abits, "activation bits (2..8)")->check(CLI::Range(2, 8));
+  cmd->add_option("--edge-bits", a->edge_bits, "bits of patch_embed and head (2..8, 16 = float)")
+      ->check(CLI::Range(2, 8) | CLI::IsMember({16}));
+  cmd->add_flag("--dynamic", a->dynamic, "per-token activation scales at run time (no calibration)");
+  cmd->add_option("--weight-observer", a->wobs, "minmax | percentile | mse (per output channel)")
+      ->check(CLI::IsMember({"minmax", "percentile", "mse"}));
+  cmd->add_option("--act-observer", a->aobs, "minmax | percentile | mse (per tensor)")
+      ->check(CLI::IsMember({"minmax", "percentile", "mse"}));
+  cmd->add_option("--percentile", a->percentile, "for the percentile observer")->check(CLI::Range(50.0, 100.0));
+  cmd->add_option("--keep-float", a->keep_float, "Linear layers to leave in float, e.g. head");
+  cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style)");
+  cmd->add_option("--split", a->split, "file listing the calibration images (e.g. calib.txt)");
+  cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
+  cmd->add_option("--out", a->out, "output model folder")->required();
+  cmd->callback([a] {
+    auto m = open_model(*a);
+    quant::PtqSettings s;
+    s.wbits = a->wbits;
+    s.abits = a->abits;
+    s.edge_bits = a->edge_bits;
+    s.dynamic = a->dynamic;
+    s.weight_observer = quant::parse_observer(a->wobs);
+    s.act_observer = quant::parse_observer(a->aobs);
+    s.percentile = a->percentile;
+    s.keep_float = a->keep_float;
+    s.batch = a->batch;
+    std::vector<std::string> calib;
+    if (!a->dynamic) {
+      check(!a->calib.empty(), "static quantisation needs --calib DIR (and usually --split calib.txt), or use --dynamic");
+      // Labels are irrelevant for calibration: list the images directly.
+      std::string labels = (std::filesystem::path(a->calib) / "classes.txt").string();
+      if (std::filesystem::exists(labels)) {
+        for (auto& smp : imagenet_folder(a->calib, a->split, load_labels(labels))) calib.push_back(smp.path);
+      } else {
+        check(a->split.empty(), a->calib + ": --split needs classes.txt in the folder");
+        for (auto& e : std::filesystem::directory_iterator(a->calib))
+          if (e.is_regular_file()) calib.push_back(e.path().string());
+        std::sort(calib.begin(), calib.end());
+      }
+    }
+    int64_t before = m.param_bytes();
+    auto section = quant::quantize_model(m, s, calib);
+    models::save_model(a->out, m, {{"quantization", section}});
+    fmt::print("quantized {} -> {}: W{}A{}{} ({} layers), {} -> {} of parameters\n", a->path, a->out,
+               a->wbits, a->abits, a->dynamic ? " dynamic" : "", section["layers"].size(),
+               human_bytes(before), human_bytes(m.param_bytes()));
+    fmt::print("integer points: inputs and weights of every Linear ({}-bit patch_embed/head); float: "
+               "attention q/k/v, softmax, LayerNorm, GELU\n", a->edge_bits);
+  });
+}
+
+}  // namespace vs::cli

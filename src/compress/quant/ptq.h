@@ -1,0 +1,35 @@
+// Post-training quantisation of a ViT's Linear layers (calibrated static, or dynamic per token),
+// producing QuantLinear layers that run as integer GEMMs.
+//
+// Quantisation points covered here: the input (activation) and weight of every Linear -
+// patch_embed.proj, blocks.N.attn.qkv / attn.proj / mlp.fc1 / mlp.fc2, head (and head_dist).
+// Weights: symmetric, per output channel. Activations: asymmetric u8, per tensor (static,
+// calibrated on the calibration images only) or per token (dynamic).
+// Not covered yet: the attention operands q, k, v and the softmax probabilities stay float.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "compress/quant/observer.h"
+#include "models/vit.h"
+
+namespace vs::quant {
+
+struct PtqSettings {
+  int wbits = 8, abits = 8;
+  int edge_bits = 8;           // patch_embed.proj and head: 8 bit, as customary
+  bool dynamic = false;        // per-token activation scales at run time, no calibration
+  Observer weight_observer = Observer::mse;
+  Observer act_observer = Observer::minmax;
+  double percentile = 99.99;
+  std::vector<std::string> keep_float;  // layer prefixes left dense, e.g. "head"
+  int batch = 16;                       // calibration batch size
+};
+
+// Quantises `model` in place. calib_images: preprocessed by the model's own pipeline.
+// Returns the "quantization" section for config.json (method, observers, bits per layer).
+nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
+                              const std::vector<std::string>& calib_images, bool progress = true);
+
+}  // namespace vs::quant

@@ -1,0 +1,173 @@
+#include "nn/quant_linear.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "compress/quant/pack.h"
+#include "core/error.h"
+#include "kernels/gemm_int8.h"
+#include "kernels/quantize_act.h"
+
+namespace vs::nn {
+
+static std::atomic<ExecMode> g_mode{ExecMode::integer};
+void set_exec_mode(ExecMode m) { g_mode = m; }
+ExecMode exec_mode() { return g_mode; }
+
+QuantLinear::QuantLinear(Tensor codes, Tensor wscale, Tensor bias, int wbits, ActQuant act)
+    : codes_(std::move(codes)), wscale_(std::move(wscale)), bias_(std::move(bias)), wbits_(wbits), act_(act) {
+  check(codes_.dtype() == DType::i8 && codes_.ndim() == 2, "QuantLinear: codes must be int8 [out, in]");
+  check(wbits_ >= 2 && wbits_ <= 8, "QuantLinear: weight bits must be 2..8, got " + std::to_string(wbits_));
+  check(act_.bits >= 2 && act_.bits <= 8, "QuantLinear: activation bits must be 2..8");
+  check(wscale_.numel() == codes_.dim(0), "QuantLinear: one weight scale per output channel expected");
+  const int64_t N = codes_.dim(0), K = codes_.dim(1);
+  const int8_t* c = codes_.data<int8_t>();
+  const int32_t lim = (1 << (wbits_ - 1)) - 1;
+  wsum_ = Tensor({N}, DType::i32);
+  wdeq_ = Tensor({N, K});
+  for (int64_t n = 0; n < N; ++n) {
+    int32_t s = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      check(std::abs(c[n * K + k]) <= lim, "QuantLinear: weight code out of the " + std::to_string(wbits_) + "-bit range");
+      s += c[n * K + k];
+      wdeq_.f32()[n * K + k] = float(c[n * K + k]) * wscale_.f32()[n];
+    }
+    wsum_.data<int32_t>()[n] = s;
+  }
+}
+
+std::unique_ptr<QuantLinear> QuantLinear::from_dense(const DenseLinear& d, const Tensor& wscale,
+                                                     int wbits, ActQuant act) {
+  const Tensor& w = d.weight();
+  const int64_t N = w.dim(0), K = w.dim(1);
+  const int32_t lim = (1 << (wbits - 1)) - 1;
+  Tensor codes({N, K}, DType::i8);
+  for (int64_t n = 0; n < N; ++n) {
+    const float inv = 1.f / wscale.f32()[n];
+    for (int64_t k = 0; k < K; ++k) {
+      int32_t q = int32_t(std::nearbyint(w.f32()[n * K + k] * inv));
+      codes.data<int8_t>()[n * K + k] = int8_t(std::clamp(q, -lim, lim));
+    }
+  }
+  return std::make_unique<QuantLinear>(codes, wscale.clone(), d.bias(), wbits, act);
+}
+
+void QuantLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) const {
+  const int64_t N = out_features(), K = in_features();
+  const float* bias = bias_.defined() ? bias_.f32() : nullptr;
+  if (exec_mode() == ExecMode::simulated) {
+    Tensor xq({M, K});
+    if (act_.dynamic) {
+      Tensor q({M, K}, DType::u8), s({M}), z({M}, DType::i32);
+      kernels::quantize_u8_per_row(x, q.data<uint8_t>(), M, K, act_.bits, s.f32(), z.data<int32_t>());
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k)
+          xq.f32()[m * K + k] = float(int32_t(q.data<uint8_t>()[m * K + k]) - z.data<int32_t>()[m]) * s.f32()[m];
+    } else {
+      kernels::fake_quantize_u8(x, xq.f32(), M * K, act_.scale, act_.zero, act_.bits);
+    }
+    kernels::linear_f32(xq.f32(), wdeq_.f32(), bias, y, M, N, K, ep);
+    return;
+  }
+  Tensor q({M, K}, DType::u8);
+  if (act_.dynamic) {
+    Tensor s({M}), z({M}, DType::i32);
+    kernels::quantize_u8_per_row(x, q.data<uint8_t>(), M, K, act_.bits, s.f32(), z.data<int32_t>());
+    kernels::linear_u8s8_per_row(q.data<uint8_t>(), z.data<int32_t>(), s.f32(), codes_.data<int8_t>(),
+                                 wscale_.f32(), wsum_.data<int32_t>(), bias, y, M, N, K, ep);
+  } else {
+    kernels::quantize_u8(x, q.data<uint8_t>(), M * K, act_.scale, act_.zero, act_.bits);
+    kernels::linear_u8s8(q.data<uint8_t>(), act_.zero, act_.scale, codes_.data<int8_t>(), wscale_.f32(),
+                         bias, y, M, N, K, ep);
+  }
+}
+
+std::string QuantLinear::kind() const {
+  return "w" + std::to_string(wbits_) + "a" + std::to_string(act_.bits) + (act_.dynamic ? "d" : "");
+}
+
+int64_t QuantLinear::num_params() const {
+  return codes_.numel() + (bias_.defined() ? bias_.numel() : 0);
+}
+
+int64_t QuantLinear::bytes() const {
+  int64_t code_bytes = wbits_ <= 4 ? (codes_.numel() + 1) / 2 : codes_.numel();
+  return code_bytes + 4 * (wscale_.numel() + (bias_.defined() ? bias_.numel() : 0)) + (act_.dynamic ? 0 : 8);
+}
+
+Tensor QuantLinear::dequantized_weight() const { return wdeq_; }
+
+// On disk: PREFIX.qweight (I8 [out, in], or U8 [out, ceil(in/2)] two int4 codes per byte),
+// PREFIX.wscale [out], PREFIX.bias, and for static activations PREFIX.ascale [1] and
+// PREFIX.azero (I32 [1]). Bit widths live in config.json's "quantization" section.
+void QuantLinear::save(const std::string& prefix, StateDict& out) const {
+  const int64_t N = codes_.dim(0), K = codes_.dim(1);
+  if (wbits_ <= 4) {
+    const int64_t Kp = (K + 1) / 2;
+    Tensor packed({N, Kp}, DType::u8);
+    for (int64_t n = 0; n < N; ++n) {
+      auto row = quant::pack_int4(codes_.data<int8_t>() + n * K, K);
+      std::copy(row.begin(), row.end(), packed.data<uint8_t>() + n * Kp);
+    }
+    out[prefix + ".qweight"] = packed;
+  } else {
+    out[prefix + ".qweight"] = codes_;
+  }
+  out[prefix + ".wscale"] = wscale_;
+  if (bias_.defined()) out[prefix + ".bias"] = bias_;
+  if (!act_.dynamic) {
+    out[prefix + ".ascale"] = Tensor::from({1}, {act_.scale});
+    Tensor z({1}, DType::i32);
+    z.data<int32_t>()[0] = act_.zero;
+    out[prefix + ".azero"] = z;
+  }
+}
+
+std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string& prefix, int64_t N,
+                                               int64_t K, int wbits, ActQuant act) {
+  Tensor q = p.get_any(prefix + ".qweight");
+  Tensor codes({N, K}, DType::i8);
+  if (wbits <= 4) {
+    const int64_t Kp = (K + 1) / 2;
+    check(q.dtype() == DType::u8 && q.shape() == Shape{N, Kp},
+          p.source() + ": tensor '" + prefix + ".qweight' should be U8 " + shape_str({N, Kp}) + " (packed int4)");
+    for (int64_t n = 0; n < N; ++n)
+      quant::unpack_int4(q.data<uint8_t>() + n * Kp, K, codes.data<int8_t>() + n * K);
+  } else {
+    check(q.dtype() == DType::i8 && q.shape() == Shape{N, K},
+          p.source() + ": tensor '" + prefix + ".qweight' should be I8 " + shape_str({N, K}));
+    codes = q;
+  }
+  Tensor ws = p.get(prefix + ".wscale", {N});
+  Tensor bias = p.has(prefix + ".bias") ? p.get(prefix + ".bias", {N}) : Tensor();
+  if (!act.dynamic) {
+    act.scale = p.get(prefix + ".ascale", {1}).f32()[0];
+    Tensor z = p.get_any(prefix + ".azero");
+    check(z.dtype() == DType::i32 && z.numel() == 1, p.source() + ": tensor '" + prefix + ".azero' should be I32 [1]");
+    act.zero = z.data<int32_t>()[0];
+    check(act.scale > 0 && std::isfinite(act.scale), p.source() + ": '" + prefix + ".ascale' is not a positive number");
+    check(act.zero >= 0 && act.zero < (1 << act.bits), p.source() + ": '" + prefix + ".azero' is outside the code range");
+  }
+  for (int64_t n = 0; n < N; ++n)
+    check(ws.f32()[n] > 0 && std::isfinite(ws.f32()[n]), p.source() + ": '" + prefix + ".wscale' has a non-positive scale");
+  return std::make_unique<QuantLinear>(codes, ws, bias, wbits, act);
+}
+
+}  // namespace vs::nn
+
+namespace vs::nn {
+
+std::unique_ptr<Linear> load_linear(ParamReader& p, const std::string& prefix, int64_t out,
+                                    int64_t in, bool bias) {
+  auto it = p.linear_specs.find(prefix);
+  if (it != p.linear_specs.end() && it->second.wbits > 0) {
+    check(!bias || p.has(prefix + ".bias"), p.source() + ": missing tensor '" + prefix + ".bias'");
+    ActQuant act{it->second.abits, it->second.dynamic, 1.f, 0};
+    return QuantLinear::load(p, prefix, out, in, it->second.wbits, act);
+  }
+  Tensor b = bias || p.has(prefix + ".bias") ? p.get(prefix + ".bias", {out}) : Tensor();
+  return std::make_unique<DenseLinear>(p.get(prefix + ".weight", {out, in}), b);
+}
+
+}  // namespace vs::nn

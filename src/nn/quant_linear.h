@@ -1,0 +1,58 @@
+// QuantLinear: a Linear whose weights are stored as integer codes (int8, or int4 packed two per
+// byte on disk) with one scale per output channel (symmetric), and whose input is quantised to
+// u8 codes (asymmetric) - statically with a calibrated scale / zero point, or dynamically per
+// token. It runs as a real integer GEMM (oneDNN u8 x s8 -> s32 -> fused dequantisation), or, in
+// ExecMode::simulated, as the same arithmetic in float (fake quantisation) for cross-checking.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "nn/linear.h"
+#include "nn/params.h"
+
+namespace vs::nn {
+
+enum class ExecMode { integer, simulated };
+void set_exec_mode(ExecMode m);  // process-wide; default integer
+ExecMode exec_mode();
+
+struct ActQuant {
+  int bits = 8;          // 2..8
+  bool dynamic = false;  // per-token range computed at run time (no calibration)
+  float scale = 1.f;     // static only
+  int32_t zero = 0;      // static only
+};
+
+class QuantLinear final : public Linear {
+ public:
+  // codes: i8 [out, in] with |code| <= 2^(wbits-1) - 1; wscale: [out]; bias: [out] or undefined.
+  QuantLinear(Tensor codes, Tensor wscale, Tensor bias, int wbits, ActQuant act);
+  // Quantises a dense layer's weights per output channel with the given scales.
+  static std::unique_ptr<QuantLinear> from_dense(const DenseLinear& d, const Tensor& wscale,
+                                                 int wbits, ActQuant act);
+  // Reads what save() wrote (wbits and act come from config.json).
+  static std::unique_ptr<QuantLinear> load(ParamReader& p, const std::string& prefix,
+                                           int64_t out, int64_t in, int wbits, ActQuant act);
+
+  void forward(const float* x, float* y, int64_t M, Epilogue ep) const override;
+  int64_t in_features() const override { return codes_.dim(1); }
+  int64_t out_features() const override { return codes_.dim(0); }
+  std::string kind() const override;  // "w8a8", "w4a8d" (d = dynamic)...
+  int64_t num_params() const override;
+  int64_t bytes() const override;     // codes at wbits (int4 packed) + fp32 scales and bias
+  int64_t macs_per_row() const override { return codes_.numel(); }
+  void save(const std::string& prefix, StateDict& out) const override;
+
+  int wbits() const { return wbits_; }
+  const ActQuant& act() const { return act_; }
+  Tensor dequantized_weight() const;  // codes * scale, [out, in]
+
+ private:
+  Tensor codes_, wscale_, bias_, wsum_;  // wsum_: per-row sum of codes (zero-point correction)
+  Tensor wdeq_;                          // dequantised weights, for ExecMode::simulated
+  int wbits_;
+  ActQuant act_;
+};
+
+}  // namespace vs::nn
