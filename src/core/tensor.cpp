@@ -19,13 +19,17 @@ std::string shape_str(const Shape& s) {
   return out + "]";
 }
 
-Tensor::Tensor(Shape shape, DType dtype) : shape_(std::move(shape)), dtype_(dtype) {
+Tensor::Tensor(Shape shape, DType dtype) : Tensor(std::move(shape), dtype, true) {}
+
+Tensor Tensor::empty(Shape shape, DType dtype) { return Tensor(std::move(shape), dtype, false); }
+
+Tensor::Tensor(Shape shape, DType dtype, bool zero) : shape_(std::move(shape)), dtype_(dtype) {
   for (auto d : shape_) check(d >= 0, "negative dimension in shape " + shape_str(shape_));
   size_t bytes = nbytes();
   size_t alloc = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, alloc ? alloc : 64);
   if (!p) throw std::bad_alloc();
-  std::memset(p, 0, alloc ? alloc : 64);
+  if (zero) std::memset(p, 0, alloc ? alloc : 64);
   buf_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }
 

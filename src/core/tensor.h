@@ -22,6 +22,8 @@ class Tensor {
   Tensor(Shape shape, DType dtype = DType::f32);  // zero-initialised
 
   static Tensor zeros(Shape shape, DType dtype = DType::f32) { return Tensor(std::move(shape), dtype); }
+  // Uninitialised: for scratch buffers the next kernel overwrites completely (hot paths).
+  static Tensor empty(Shape shape, DType dtype = DType::f32);
   static Tensor from(Shape shape, const std::vector<float>& values);
 
   const Shape& shape() const { return shape_; }
@@ -44,6 +46,7 @@ class Tensor {
   Tensor clone() const;
 
  private:
+  Tensor(Shape shape, DType dtype, bool zero);
   Shape shape_;
   DType dtype_ = DType::f32;
   std::shared_ptr<void> buf_;

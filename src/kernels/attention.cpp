@@ -21,7 +21,7 @@ void attention_f32(const float* qkv, float* out, int64_t B, int64_t N, const Hea
                    float scale) {
   const int64_t H = int64_t(heads.qk_dim.size());
   const int64_t ld = heads.qkv_width(), ldo = heads.v_total(), qk_total = heads.qk_total();
-  Tensor scores({B, H, N, N});
+  Tensor scores = Tensor::empty({B, H, N, N});
   float* s = scores.f32();
   if (heads.uniform() && heads.qk_dim[0] > 0 && heads.v_dim[0] > 0) {
     // All heads in one batched product each: dims [B, H, rows, cols], heads read in place.

@@ -27,7 +27,8 @@ void layernorm(const float* x, const float* gamma, const float* beta, float* y, 
 
 static void softmax_row(float* xr, int64_t C, float scale) {
   float mx = -INFINITY;
-  for (int64_t c = 0; c < C; ++c) mx = std::fmax(mx, xr[c]);
+#pragma omp simd reduction(max : mx)
+  for (int64_t c = 0; c < C; ++c) mx = xr[c] > mx ? xr[c] : mx;
   float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t c = 0; c < C; ++c) {

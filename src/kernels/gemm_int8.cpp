@@ -85,7 +85,7 @@ void linear_u8s8_per_row(const uint8_t* x, const int32_t* zero_x, const float* s
                          const float* bias, float* y, int64_t M, int64_t N, int64_t K,
                          Epilogue ep) {
   Prim& p = cached(M, N, K, false, Epilogue::none, false);
-  Tensor acc({M, N}, DType::i32);
+  Tensor acc = Tensor::empty({M, N}, DType::i32);
   auto& eng = dnnl_engine();
   p.prim.execute(dnnl_stream(), {{DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<uint8_t*>(x))},
                                  {DNNL_ARG_WEIGHTS, dnnl::memory(p.wei, eng, const_cast<int8_t*>(w))},

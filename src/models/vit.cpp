@@ -63,7 +63,7 @@ StateDict ViT::state_dict() const {
 static Tensor patchify(const Tensor& img, int64_t P) {
   const int64_t B = img.dim(0), c = img.dim(1), H = img.dim(2), W = img.dim(3);
   const int64_t gh = H / P, gw = W / P, K = c * P * P;
-  Tensor out({B * gh * gw, K});
+  Tensor out = Tensor::empty({B * gh * gw, K});
   const float* src = img.f32();
   float* dst = out.f32();
 #pragma omp parallel for collapse(2) schedule(static)
@@ -88,11 +88,11 @@ Tensor ViT::forward(const Tensor& images) const {
   const int64_t B = images.dim(0), C = cfg.embed_dim, T = cfg.num_tokens(),
                 Np = cfg.num_patches(), pre = cfg.num_prefix_tokens();
   Tensor patches = patchify(images, cfg.patch_size);
-  Tensor emb({B * Np, C});
+  Tensor emb = Tensor::empty({B * Np, C});
   patch_embed->forward(patches.f32(), emb.f32(), B * Np);
 
   // tokens = [cls, dist, patches] + pos_embed
-  Tensor x({B * T, C});
+  Tensor x = Tensor::empty({B * T, C});
   float* xp = x.f32();
   const float* pos = pos_embed.f32();
 #pragma omp parallel for collapse(2) schedule(static)

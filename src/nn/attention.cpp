@@ -22,9 +22,9 @@ Attention Attention::load(ParamReader& p, const std::string& prefix, int64_t C, 
 }
 
 void Attention::forward(const float* x, float* y, int64_t B, int64_t N) const {
-  Tensor qkv_out({B * N, heads.qkv_width()});
+  Tensor qkv_out = Tensor::empty({B * N, heads.qkv_width()});
   qkv->forward(x, qkv_out.f32(), B * N);
-  Tensor ctx({B * N, heads.v_total()});
+  Tensor ctx = Tensor::empty({B * N, heads.v_total()});
   kernels::attention_f32(qkv_out.f32(), ctx.f32(), B, N, heads, scale);
   proj->forward(ctx.f32(), y, B * N);
 }

@@ -29,7 +29,7 @@ static void add_residual(float* x, const float* y, const Tensor& gamma, int64_t 
 
 void Block::forward(float* x, int64_t B, int64_t N) const {
   const int64_t rows = B * N, C = norm1.width();
-  Tensor h({rows, C}), y({rows, C});
+  Tensor h = Tensor::empty({rows, C}), y = Tensor::empty({rows, C});
   norm1.forward(x, h.f32(), rows);
   attn.forward(h.f32(), y.f32(), B, N);
   add_residual(x, y.f32(), ls1, rows, C);

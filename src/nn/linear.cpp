@@ -9,7 +9,7 @@ Tensor Linear::forward(const Tensor& x, Epilogue ep) const {
                                         " != in_features " + std::to_string(in_features()));
   Shape s = x.shape();
   s.back() = out_features();
-  Tensor y(s);
+  Tensor y = Tensor::empty(s);
   forward(x.f32(), y.f32(), x.numel() / in_features(), ep);
   return y;
 }

@@ -17,7 +17,7 @@ Mlp Mlp::load(ParamReader& p, const std::string& prefix, int64_t C) {
 }
 
 void Mlp::forward(const float* x, float* y, int64_t rows) const {
-  Tensor h({rows, fc1->out_features()});
+  Tensor h = Tensor::empty({rows, fc1->out_features()});
   fc1->forward(x, h.f32(), rows, Epilogue::gelu);
   fc2->forward(h.f32(), y, rows);
 }

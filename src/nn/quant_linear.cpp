@@ -70,7 +70,7 @@ void QuantLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) cons
     kernels::linear_f32(xq.f32(), wdeq_.f32(), bias, y, M, N, K, ep);
     return;
   }
-  Tensor q({M, K}, DType::u8);
+  Tensor q = Tensor::empty({M, K}, DType::u8);
   if (act_.dynamic) {
     Tensor s({M}), z({M}, DType::i32);
     kernels::quantize_u8_per_row(x, q.data<uint8_t>(), M, K, act_.bits, s.f32(), z.data<int32_t>());
