@@ -6,6 +6,7 @@
 #include "compress/quant/ptq.h"
 #include "core/error.h"
 #include "io/dataset.h"
+#include "kernels/gemm_int8.h"
 #include "models/load.h"
 
 namespace vs::cli {
@@ -66,6 +67,9 @@ void add_quantize(CLI::App& app) {
         std::sort(calib.begin(), calib.end());
       }
     }
+    if (!kernels::cpu_has_vnni() && (a->abits == 8 || a->edge_bits == 8) && (a->wbits == 8 || a->edge_bits == 8))
+      fmt::print(stderr, "note: this CPU has no VNNI; layers with 8-bit activations get 7-bit weight codes so "
+                         "the int8 GEMM is exact (see `vitshrink info` for the bits of every layer)\n");
     int64_t before = m.param_bytes();
     auto section = quant::quantize_model(m, s, calib);
     models::save_model(a->out, m, {{"quantization", section}});

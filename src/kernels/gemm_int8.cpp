@@ -57,6 +57,13 @@ Prim& cached(int64_t M, int64_t N, int64_t K, bool has_bias, Epilogue ep, bool s
 
 }  // namespace
 
+bool cpu_has_vnni() {
+  static const bool vnni = __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
+  return vnni;
+}
+
+int int8_exact_weight_bits(int abits) { return cpu_has_vnni() || abits <= 7 ? 8 : 7; }
+
 void linear_u8s8(const uint8_t* x, int32_t zero_x, float scale_x, const int8_t* w,
                  const float* scale_w, const float* bias, float* y, int64_t M, int64_t N,
                  int64_t K, Epilogue ep) {

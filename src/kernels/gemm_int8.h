@@ -7,6 +7,15 @@
 
 namespace vs::kernels {
 
+// The widest weight codes whose products with `abits`-bit u8 activations the int8 GEMM computes
+// exactly on this CPU. With VNNI (vpdpbusd) that is 8. Without it (plain AVX2, e.g. AMD Zen 3),
+// oneDNN uses vpmaddubsw, which sums adjacent u8*s8 products in int16 with saturation:
+// 255 * 127 * 2 overflows, so 8-bit activations need weights within 7 bits (255 * 63 * 2 fits);
+// activations of 7 bits or fewer take 8-bit weights. (PyTorch's fbgemm answers the same limit
+// with 7-bit activations, "reduce_range".)
+int int8_exact_weight_bits(int abits);
+bool cpu_has_vnni();
+
 // y[M,N] = (scale_x * scale_w[n]) * sum_k (x[m,k] - zero_x) * w[n,k] + bias[n], then epilogue.
 // x: u8 [M,K]; w: s8 [N,K] (PyTorch layout); scale_w: [N]; bias may be null.
 void linear_u8s8(const uint8_t* x, int32_t zero_x, float scale_x, const int8_t* w,

@@ -4,7 +4,7 @@
 #include <atomic>
 #include <cmath>
 
-#include "compress/quant/pack.h"
+#include "kernels/pack.h"
 #include "core/error.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/quantize_act.h"
@@ -20,6 +20,10 @@ QuantLinear::QuantLinear(Tensor codes, Tensor wscale, Tensor bias, int wbits, Ac
   check(codes_.dtype() == DType::i8 && codes_.ndim() == 2, "QuantLinear: codes must be int8 [out, in]");
   check(wbits_ >= 2 && wbits_ <= 8, "QuantLinear: weight bits must be 2..8, got " + std::to_string(wbits_));
   check(act_.bits >= 2 && act_.bits <= 8, "QuantLinear: activation bits must be 2..8");
+  check(wbits_ <= kernels::int8_exact_weight_bits(act_.bits),
+        "QuantLinear: W" + std::to_string(wbits_) + "A" + std::to_string(act_.bits) +
+            " cannot run exactly on this CPU (no VNNI: 8-bit activations need weights of at most " +
+            std::to_string(kernels::int8_exact_weight_bits(act_.bits)) + " bits)");
   check(wscale_.numel() == codes_.dim(0), "QuantLinear: one weight scale per output channel expected");
   const int64_t N = codes_.dim(0), K = codes_.dim(1);
   const int8_t* c = codes_.data<int8_t>();

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "kernels/gemm_int8.h"
 #include "io/preprocess.h"
 #include "nn/quant_linear.h"
 
@@ -88,7 +89,9 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     std::unique_ptr<nn::Linear> dense_owner =
         s.dynamic ? std::move(*slot) : observers[name]->release();
     auto* dense = dynamic_cast<nn::DenseLinear*>(dense_owner.get());
-    const int wb = is_edge(name) ? s.edge_bits : s.wbits, ab = is_edge(name) ? s.edge_bits : s.abits;
+    const int ab = is_edge(name) ? s.edge_bits : s.abits;
+    int wb = is_edge(name) ? s.edge_bits : s.wbits;
+    if (wb <= 8) wb = std::min(wb, kernels::int8_exact_weight_bits(ab));  // see gemm_int8.h
     if (keep(name) || (wb >= 16 && ab >= 16)) {
       *slot = std::move(dense_owner);
       continue;
@@ -107,6 +110,8 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     per_layer[name] = {{"wbits", wb}, {"abits", ab}, {"dynamic", s.dynamic}};
   }
   return {{"method", s.dynamic ? "dynamic" : "static"},
+          {"requested", {{"wbits", s.wbits}, {"abits", s.abits}, {"edge_bits", s.edge_bits}}},
+          {"cpu_vnni", kernels::cpu_has_vnni()},
           {"weights", {{"granularity", "channel"}, {"symmetric", true}, {"observer", observer_name(s.weight_observer)}}},
           {"activations",
            {{"granularity", s.dynamic ? "token" : "tensor"}, {"symmetric", false},

@@ -1,6 +1,6 @@
 // 4-bit packing (layout in pack.h). Signed and unsigned codes share the byte layout; they differ
 // only in the range check and in sign extension on unpack.
-#include "compress/quant/pack.h"
+#include "kernels/pack.h"
 
 #include "core/error.h"
 
