@@ -33,6 +33,7 @@ class Linear {
 class DenseLinear final : public Linear {
  public:
   DenseLinear(Tensor weight, Tensor bias);  // weight [out, in], bias [out] or undefined
+  using Linear::forward;
   void forward(const float* x, float* y, int64_t M, Epilogue ep) const override;
   int64_t in_features() const override { return weight_.dim(1); }
   int64_t out_features() const override { return weight_.dim(0); }

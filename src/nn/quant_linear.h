@@ -35,6 +35,7 @@ class QuantLinear final : public Linear {
   static std::unique_ptr<QuantLinear> load(ParamReader& p, const std::string& prefix,
                                            int64_t out, int64_t in, int wbits, ActQuant act);
 
+  using Linear::forward;
   void forward(const float* x, float* y, int64_t M, Epilogue ep) const override;
   int64_t in_features() const override { return codes_.dim(1); }
   int64_t out_features() const override { return codes_.dim(0); }

@@ -1,0 +1,133 @@
+// QuantLinear: the integer path (oneDNN u8 x s8 GEMM) computes exactly what the simulated path
+// (float math on the same codes) computes, for static and dynamic activations, every bit width,
+// with and without the fused GELU; and quantised models save, load and run through the CLI.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "kernels/gemm_int8.h"
+#include "models/load.h"
+#include "nn/quant_linear.h"
+#include "test_util.h"
+
+using namespace vs;
+
+namespace {
+
+struct ModeGuard {  // restores the process-wide mode
+  ~ModeGuard() { nn::set_exec_mode(nn::ExecMode::integer); }
+};
+
+Tensor run(const nn::Linear& l, const Tensor& x, nn::ExecMode mode, nn::Epilogue ep) {
+  nn::set_exec_mode(mode);
+  return l.forward(x, ep);
+}
+
+}  // namespace
+
+class QuantLinearBits : public ::testing::TestWithParam<std::tuple<int, int, bool>> {};
+
+TEST_P(QuantLinearBits, IntegerEqualsSimulated) {
+  ModeGuard guard;
+  auto [wbits, abits, dynamic] = GetParam();
+  wbits = std::min(wbits, kernels::int8_exact_weight_bits(abits));
+  const int64_t M = 37, K = 200, N = 48;  // odd sizes on purpose
+  Tensor w = test::random_tensor({N, K}, 1, 0.05f), b = test::random_tensor({N}, 2);
+  Tensor x = test::random_tensor({M, K}, 3, 2.f);
+  for (int64_t i = 0; i < x.numel(); i += 7) x.f32()[i] += 1.5f;  // asymmetric, so zero points matter
+  nn::DenseLinear dense(w, b);
+  Tensor ws({N});
+  const int lim = (1 << (wbits - 1)) - 1;
+  for (int64_t n = 0; n < N; ++n) {
+    float mx = 0;
+    for (int64_t k = 0; k < K; ++k) mx = std::max(mx, std::abs(w.f32()[n * K + k]));
+    ws.f32()[n] = mx / float(lim);
+  }
+  nn::ActQuant act{abits, dynamic, 10.f / float((1 << abits) - 1), (1 << abits) / 2};
+  auto q = nn::QuantLinear::from_dense(dense, ws, wbits, act);
+  for (auto ep : {nn::Epilogue::none, nn::Epilogue::gelu}) {
+    Tensor yi = run(*q, x, nn::ExecMode::integer, ep), ys = run(*q, x, nn::ExecMode::simulated, ep);
+    float scale = 0;
+    for (int64_t i = 0; i < ys.numel(); ++i) scale = std::max(scale, std::abs(ys.f32()[i]));
+    // Same integer codes on both sides: only float summation order differs.
+    EXPECT_LE(test::max_abs_diff(yi, ys), 1e-5f * scale + 1e-5f)
+        << "W" << wbits << "A" << abits << (dynamic ? " dynamic" : "") << " ep " << int(ep);
+  }
+  // And the quantised layer approximates the float one (looser at low bits).
+  Tensor yf = dense.forward(x), yq = run(*q, x, nn::ExecMode::integer, nn::Epilogue::none);
+  double err = 0, ref = 0;
+  for (int64_t i = 0; i < yf.numel(); ++i) {
+    err += std::pow(yf.f32()[i] - yq.f32()[i], 2);
+    ref += std::pow(yf.f32()[i], 2);
+  }
+  double rel = std::sqrt(err / ref), bound = std::min(wbits, abits) >= 8 ? 0.05 : std::min(wbits, abits) >= 6 ? 0.15 : 0.8;
+  EXPECT_LT(rel, bound) << "relative error W" << wbits << "A" << abits;
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantLinear, QuantLinearBits,
+                         ::testing::Combine(::testing::Values(8, 6, 4, 2), ::testing::Values(8, 7, 4),
+                                            ::testing::Bool()));
+
+TEST(QuantLinear, SaveLoadRoundTripInt8AndInt4) {
+  ModeGuard guard;
+  for (int wbits : {7, 4}) {
+    Tensor w = test::random_tensor({16, 33}, 5, 0.1f), b = test::random_tensor({16}, 6);
+    nn::DenseLinear dense(w, b);
+    Tensor ws({16});
+    for (int64_t n = 0; n < 16; ++n) ws.f32()[n] = 0.3f / float((1 << (wbits - 1)) - 1);
+    auto q = nn::QuantLinear::from_dense(dense, ws, wbits, {8, false, 0.05f, 100});
+    StateDict sd;
+    q->save("l", sd);
+    EXPECT_EQ(sd.at("l.qweight").dtype(), wbits <= 4 ? DType::u8 : DType::i8);
+    EXPECT_EQ(sd.at("l.qweight").dim(1), wbits <= 4 ? 17 : 33);  // two int4 codes per byte
+    nn::ParamReader p(sd, "mem");
+    p.linear_specs["l"] = {wbits, 8, false};
+    auto back = nn::load_linear(p, "l", 16, 33, true);
+    p.check_all_used();
+    Tensor x = test::random_tensor({5, 33}, 7);
+    EXPECT_EQ(test::max_abs_diff(q->forward(x), back->forward(x)), 0.f);
+    EXPECT_EQ(back->kind(), q->kind());
+  }
+}
+
+TEST(QuantizeCli, StaticAndDynamicModelsSaveLoadRun) {
+  if (!test::have_shared()) GTEST_SKIP() << "../shared ViT-Ti checkpoint or imagenet-sample absent";
+  test::TempDir tmp;
+  const std::string d = test::imagenet_dir(), m = test::vit_tiny_dir();
+  std::ofstream(tmp / "calib8.txt") << "n01560419_bulbul.JPEG\nn01580077_jay.JPEG\nn01669191_box_turtle.JPEG\n";
+  int st = 0;
+  std::string out = test::run_output(test::cli() + " quantize " + m + " --wbits 8 --abits 8 --calib " + d +
+                                         " --split " + (tmp / "calib8.txt") + " --out " + (tmp / "q8"),
+                                     &st);
+  ASSERT_EQ(st, 0) << out;
+  out = test::run_output(test::cli() + " quantize " + m + " --wbits 4 --abits 8 --dynamic --out " + (tmp / "q4d"), &st);
+  ASSERT_EQ(st, 0) << out;
+  // Sizes: W8 (7-bit codes without VNNI, still one byte each) <= 30% of FP32, W4 <= 17%.
+  auto fp32 = std::filesystem::file_size(m + "/model.safetensors");
+  EXPECT_LE(std::filesystem::file_size(tmp / "q8/model.safetensors"), fp32 * 30 / 100);
+  EXPECT_LE(std::filesystem::file_size(tmp / "q4d/model.safetensors"), fp32 * 17 / 100);
+  auto cfg = nlohmann::json::parse(std::ifstream(tmp / "q8/config.json"));
+  EXPECT_EQ(cfg["quantization"]["layers"].size(), 50u);
+  EXPECT_EQ(cfg["quantization"]["layers"]["head"]["abits"], 8);
+  out = test::run_output(test::cli() + " info " + (tmp / "q4d"), &st);
+  EXPECT_EQ(st, 0);
+  EXPECT_NE(out.find("w4a8d"), std::string::npos) << out;
+  // The quantised model classifies the tench as a tench, in both execution modes.
+  for (std::string flag : {"", " --simulate"}) {
+    out = test::run_output(test::cli() + " classify " + (tmp / "q8") + " " + d + "/n01440764_tench.JPEG --top 1" + flag, &st);
+    EXPECT_EQ(st, 0);
+    EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;
+  }
+  // Re-quantising a quantised model is refused; a corrupt quantisation section is one clear line.
+  out = test::run_output(test::cli() + " quantize " + (tmp / "q8") + " --dynamic --out " + (tmp / "again"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("already quantised"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "again"));
+  cfg["quantization"]["layers"]["head"]["wbits"] = 12;
+  std::ofstream(tmp / "q8/config.json") << cfg.dump();
+  out = test::run_output(test::cli() + " info " + (tmp / "q8"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("bit widths outside 2..8"), std::string::npos) << out;
+}
