@@ -37,3 +37,6 @@ fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 echo "setup: built build/vitshrink"
+
+# The main job on the default model (skipped when ../shared is absent). SETUP_ONLY=1 skips it.
+if [ "${SETUP_ONLY:-0}" != "1" ]; then bash scripts/main_job.sh; fi
