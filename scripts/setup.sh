@@ -9,12 +9,12 @@ PACKAGES=(
   libdnnl-dev libjpeg62-turbo-dev libpng-dev libzip-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev libgtest-dev
   python3-torch python3-numpy python3-pil libopenblas0-openmp
-  npm
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v npm >/dev/null || missing+=(npm)  # Node's own npm counts (nodesource ships one)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
