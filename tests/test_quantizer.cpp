@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "compress/quant/observer.h"
-#include "compress/quant/pack.h"
+#include "kernels/pack.h"
 #include "compress/quant/quantizer.h"
 #include "core/error.h"
 

@@ -30,6 +30,36 @@ TEST(VitParity, RealVitTinyMatchesPyTorch) {
   expect_parity(test::vit_tiny_dir(), 2, 224, tmp);
 }
 
+TEST(VitParity, MeanPoolingVariant) {
+  if (!test::have_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch absent (Debian python3-torch)";
+  test::TempDir tmp;
+  std::string dir = tmp / "avg";
+  ASSERT_EQ(test::run("/usr/bin/python3 " + test::source_dir() + "/tests/ref/torch_vit.py make " +
+                      "vit_tiny_patch16_224 " + dir + " --seed 3 --pool avg"),
+            0);
+  expect_parity(dir, 2, 224, tmp);
+}
+
+// A .pth training checkpoint (fp16, nested under "model") given with --arch loads to the
+// fp16-rounded weights: same logits as the safetensors copy within fp16 rounding effects.
+TEST(VitParity, PthCheckpointWithArchLoads) {
+  if (!test::have_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch absent (Debian python3-torch)";
+  test::TempDir tmp;
+  std::string dir = tmp / "deit";
+  ASSERT_EQ(test::run("/usr/bin/python3 " + test::source_dir() + "/tests/ref/torch_vit.py make " +
+                      "deit_tiny_patch16_224 " + dir + " --seed 5"),
+            0);
+  auto a = models::load_model(dir);
+  auto b = models::load_model(dir + "/pth/model.pth", "deit_tiny_patch16_224");
+  EXPECT_EQ(b.num_params(), a.num_params());
+  Tensor x = test::random_tensor({1, 3, 224, 224}, 9);
+  Tensor ya = a.forward(x), yb = b.forward(x);
+  float scale = 0;
+  for (int64_t i = 0; i < ya.numel(); ++i) scale = std::max(scale, std::abs(ya.f32()[i]));
+  EXPECT_LT(test::max_abs_diff(ya, yb), 0.02f * scale);  // fp16 weights: ~1e-3 relative per weight
+  EXPECT_GT(test::max_abs_diff(ya, yb), 0.f);             // and they really are the fp16 values
+}
+
 class RandomArch : public ::testing::TestWithParam<std::pair<const char*, int>> {};
 
 TEST_P(RandomArch, MatchesPyTorch) {

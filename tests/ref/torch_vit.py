@@ -2,7 +2,8 @@
 """Independent PyTorch reference for vitshrink's ViT/DeiT (written from timm's published
 architecture, not from vitshrink's code). Used by the tests and benchmarks.
 
-  torch_vit.py make ARCH OUTDIR [--seed S]      random-init model -> OUTDIR/{config.json,model.safetensors}
+  torch_vit.py make ARCH OUTDIR [--seed S] [--pool avg]   random-init model -> OUTDIR/{config.json,model.safetensors}
+                                                          and OUTDIR/pth/model.pth (torch.save of the same state_dict, fp16)
   torch_vit.py forward MODEL_DIR INPUT.bin OUT.bin  logits of a [B,3,S,S] float32 input (raw, shape in INPUT.bin.json)
 """
 import json
@@ -101,7 +102,11 @@ class ViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, (img // patch) ** 2 + prefix, dim))
         self.blocks = nn.Sequential(*[Block(dim, a["num_heads"], a.get("mlp_ratio", 4.0))
                                       for _ in range(a["depth"])])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.avg = cfg.get("global_pool") == "avg"
+        if self.avg:  # timm: mean of the patch tokens, then fc_norm (norm is Identity)
+            self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
+        else:
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, cfg["num_classes"])
         if self.distilled:
             self.head_dist = nn.Linear(dim, cfg["num_classes"])
@@ -112,7 +117,10 @@ class ViT(nn.Module):
         if self.distilled:
             tok.append(self.dist_token.expand(x.shape[0], -1, -1))
         x = torch.cat(tok + [x], dim=1) + self.pos_embed
-        x = self.norm(self.blocks(x))
+        x = self.blocks(x)
+        if self.avg:
+            return self.head(self.fc_norm(x[:, 1 + int(self.distilled):].mean(dim=1)))
+        x = self.norm(x)
         if self.distilled:
             return (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
         return self.head(x[:, 0])
@@ -155,16 +163,18 @@ def load_model(model_dir):
     return m.eval()
 
 
-def make(arch, out, seed):
+def make(arch, out, seed, pool="token"):
     import os
     torch.manual_seed(seed)
     cfg = arch_config(arch)
+    cfg["global_pool"] = pool
+    cfg["model_args"]["global_pool"] = pool
     m = ViT(cfg)
     # Non-trivial values everywhere (LayerNorm gammas and biases too), so that a wrong index or
     # a missing term shows up in the logits.
     with torch.no_grad():
         for name, p in m.named_parameters():
-            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name == "norm.weight":
+            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name in ("norm.weight", "fc_norm.weight"):
                 p.copy_(1 + 0.2 * torch.randn_like(p))
             elif p.dim() >= 2 and "token" not in name and "pos_embed" not in name:
                 fan_in = p[0].numel()
@@ -175,6 +185,10 @@ def make(arch, out, seed):
     cfg.pop("distilled")
     json.dump(cfg, open(f"{out}/config.json", "w"), indent=2)
     write_safetensors(f"{out}/model.safetensors", m.state_dict())
+    # The same weights as a PyTorch training checkpoint in fp16 (nested under "model"), for the
+    # .pth loader; its logits are compared with those of the fp16-rounded weights.
+    os.makedirs(f"{out}/pth", exist_ok=True)
+    torch.save({"model": {k: v.half() for k, v in m.state_dict().items()}, "epoch": 7}, f"{out}/pth/model.pth")
 
 
 def forward(model_dir, inp, out):
@@ -189,7 +203,9 @@ def forward(model_dir, inp, out):
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "make":
-        make(sys.argv[2], sys.argv[3], int(sys.argv[5]) if len(sys.argv) > 5 else 0)
+        args = sys.argv[4:]
+        opt = lambda k, d: args[args.index(k) + 1] if k in args else d
+        make(sys.argv[2], sys.argv[3], int(opt("--seed", 0)), opt("--pool", "token"))
     elif cmd == "forward":
         forward(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
