@@ -70,7 +70,8 @@ TEST_P(RandomArch, MatchesPyTorch) {
   ASSERT_EQ(test::run("/usr/bin/python3 " + test::source_dir() + "/tests/ref/torch_vit.py make " + arch +
                       " " + dir + " --seed 1"),
             0);
-  expect_parity(dir, 2, img, tmp);
+  // DeiT-S at batch 6 (1182 token rows) also covers the pre-packed-weights GEMM path (>= 1024 rows).
+  expect_parity(dir, std::string(arch) == "deit_small_patch16_224" ? 6 : 2, img, tmp);
 }
 
 INSTANTIATE_TEST_SUITE_P(VitParity, RandomArch,

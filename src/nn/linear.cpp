@@ -22,7 +22,7 @@ DenseLinear::DenseLinear(Tensor weight, Tensor bias) : weight_(std::move(weight)
 
 void DenseLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) const {
   kernels::linear_f32(x, weight_.f32(), bias_.defined() ? bias_.f32() : nullptr, y, M,
-                      out_features(), in_features(), ep);
+                      out_features(), in_features(), ep, packed_.get());
 }
 
 int64_t DenseLinear::num_params() const {

@@ -48,6 +48,7 @@ class DenseLinear final : public Linear {
 
  private:
   Tensor weight_, bias_;
+  std::shared_ptr<kernels::WeightCache> packed_ = std::make_shared<kernels::WeightCache>();
 };
 
 class ParamReader;
