@@ -102,6 +102,12 @@ TEST(QuantizeCli, StaticAndDynamicModelsSaveLoadRun) {
                                          " --split " + (tmp / "calib8.txt") + " --out " + (tmp / "q8"),
                                      &st);
   ASSERT_EQ(st, 0) << out;
+  // Determinism: the same inputs give a byte-identical model.
+  out = test::run_output(test::cli() + " quantize " + m + " --wbits 8 --abits 8 --calib " + d + " --split " +
+                             (tmp / "calib8.txt") + " --out " + (tmp / "q8b"),
+                         &st);
+  ASSERT_EQ(st, 0) << out;
+  EXPECT_EQ(test::run("cmp -s " + (tmp / "q8/model.safetensors") + " " + (tmp / "q8b/model.safetensors")), 0);
   out = test::run_output(test::cli() + " quantize " + m + " --wbits 4 --abits 8 --dynamic --out " + (tmp / "q4d"), &st);
   ASSERT_EQ(st, 0) << out;
   // Sizes: W8 (7-bit codes without VNNI, still one byte each) <= 30% of FP32, W4 <= 17%.
