@@ -108,6 +108,17 @@ TEST(QuantizeCli, StaticAndDynamicModelsSaveLoadRun) {
                          &st);
   ASSERT_EQ(st, 0) << out;
   EXPECT_EQ(test::run("cmp -s " + (tmp / "q8/model.safetensors") + " " + (tmp / "q8b/model.safetensors")), 0);
+  // --dynamic-for: static everywhere but the named layers, which get per-token scales.
+  out = test::run_output(test::cli() + " quantize " + m + " --wbits 8 --abits 8 --dynamic-for mlp.fc2 --calib " + d +
+                             " --split " + (tmp / "calib8.txt") + " --out " + (tmp / "q8mix"),
+                         &st);
+  ASSERT_EQ(st, 0) << out;
+  auto mix = nlohmann::json::parse(std::ifstream(tmp / "q8mix/config.json"))["quantization"]["layers"];
+  EXPECT_TRUE(mix["blocks.3.mlp.fc2"]["dynamic"].get<bool>());
+  EXPECT_FALSE(mix["blocks.3.mlp.fc1"]["dynamic"].get<bool>());
+  out = test::run_output(test::cli() + " info " + (tmp / "q8mix"), &st);
+  EXPECT_EQ(st, 0) << out;
+  EXPECT_NE(out.find("a8d"), std::string::npos) << out;
   out = test::run_output(test::cli() + " quantize " + m + " --wbits 4 --abits 8 --dynamic --out " + (tmp / "q4d"), &st);
   ASSERT_EQ(st, 0) << out;
   // Sizes: W8 (7-bit codes without VNNI, still one byte each) <= 30% of FP32, W4 <= 17%.

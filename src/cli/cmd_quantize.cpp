@@ -22,7 +22,7 @@ void add_quantize(CLI::App& app) {
     bool dynamic = false;
     std::string calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
-    std::vector<std::string> keep_float;
+    std::vector<std::string> keep_float, dynamic_for;
   };
   auto a = std::make_shared<Args>();
   add_model_args(cmd, *a);
@@ -37,6 +37,8 @@ void add_quantize(CLI::App& app) {
       ->check(CLI::IsMember({"minmax", "percentile", "mse"}));
   cmd->add_option("--percentile", a->percentile, "for the percentile observer")->check(CLI::Range(50.0, 100.0));
   cmd->add_option("--keep-float", a->keep_float, "Linear layers to leave in float, e.g. head");
+  cmd->add_option("--dynamic-for", a->dynamic_for,
+                  "layer-name suffixes that get per-token activation scales in static mode, e.g. mlp.fc2");
   cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style)");
   cmd->add_option("--split", a->split, "file listing the calibration images (e.g. calib.txt)");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
@@ -52,6 +54,7 @@ void add_quantize(CLI::App& app) {
     s.act_observer = quant::parse_observer(a->aobs);
     s.percentile = a->percentile;
     s.keep_float = a->keep_float;
+    s.dynamic_for = a->dynamic_for;
     s.batch = a->batch;
     std::vector<std::string> calib;
     if (!a->dynamic) {

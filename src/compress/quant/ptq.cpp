@@ -100,14 +100,17 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     const Tensor& w = dense->weight();
     QParams wq = calibrate_weight(w.f32(), w.dim(0), w.dim(1), wb, true, Granularity::channel, 0,
                                   s.weight_observer, s.percentile);
-    nn::ActQuant act{ab, s.dynamic, 1.f, 0};
-    if (!s.dynamic) {
+    const bool dyn = s.dynamic || std::any_of(s.dynamic_for.begin(), s.dynamic_for.end(), [&](const std::string& suf) {
+                       return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
+                     });
+    nn::ActQuant act{ab, dyn, 1.f, 0};
+    if (!dyn) {
       QParams aq = observers[name]->observer().finalize(ab, false, s.act_observer, s.percentile);
       act.scale = aq.scale[0];
       act.zero = aq.zero[0];
     }
     *slot = nn::QuantLinear::from_dense(*dense, Tensor::from({w.dim(0)}, wq.scale), wb, act);
-    per_layer[name] = {{"wbits", wb}, {"abits", ab}, {"dynamic", s.dynamic}};
+    per_layer[name] = {{"wbits", wb}, {"abits", ab}, {"dynamic", dyn}};
   }
   return {{"method", s.dynamic ? "dynamic" : "static"},
           {"requested", {{"wbits", s.wbits}, {"abits", s.abits}, {"edge_bits", s.edge_bits}}},
