@@ -33,15 +33,6 @@ double sq_error(const float* x, int64_t n, float s, float z, float qlo, float qh
   return acc;
 }
 
-void span_range(const float* x, int64_t n, float& lo, float& hi) {
-  lo = n ? x[0] : 0.f;
-  hi = lo;
-#pragma omp simd reduction(min : lo) reduction(max : hi)
-  for (int64_t i = 0; i < n; ++i) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
-  }
-}
 
 // x * 0 is NaN exactly when x is inf or NaN, so one vectorised sum finds any of them.
 bool all_finite(const float* x, int64_t n) {
@@ -117,10 +108,10 @@ void mse_range(const float* x, int64_t n, int bits, bool symmetric, bool paralle
 void unit_range(const float* x, int64_t n, int bits, bool symmetric, Observer obs, double pct,
                 bool parallel, std::vector<float>& scratch, float& lo, float& hi) {
   switch (obs) {
-    case Observer::minmax: span_range(x, n, lo, hi); return;
+    case Observer::minmax: value_range(x, n, lo, hi); return;
     case Observer::percentile: percentile_range(x, n, symmetric, pct, scratch, lo, hi); return;
     case Observer::mse:
-      span_range(x, n, lo, hi);
+      value_range(x, n, lo, hi);
       mse_range(x, n, bits, symmetric, parallel, lo, hi);
       return;
   }
@@ -226,7 +217,7 @@ void ActObserver::observe(const float* x, int64_t rows, int64_t cols) {
   if (n == 0) return;
   check(all_finite(x, n), "ActObserver: activations have non-finite values");
   float lo, hi;
-  span_range(x, n, lo, hi);
+  value_range(x, n, lo, hi);
   min_ = count_ ? std::min(min_, lo) : lo;
   max_ = count_ ? std::max(max_, hi) : hi;
 

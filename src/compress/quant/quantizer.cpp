@@ -105,16 +105,6 @@ void for_each_span(int64_t rows, int64_t cols, const Layout& L, Fn fn) {
     for (int64_t g = 0; g < L.per_row; ++g) fn(r, g, L.unit(r, g));
 }
 
-void row_range(const float* x, int64_t n, float& lo, float& hi) {
-  lo = n ? x[0] : 0.f;
-  hi = lo;
-#pragma omp simd reduction(min : lo) reduction(max : hi)
-  for (int64_t i = 0; i < n; ++i) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
-  }
-}
-
 // range_to_qparams without the argument checks, safe inside parallel regions (an exception
 // must not escape one). Returns false when the scale is not finite.
 bool range_params(float lo, float hi, int bits, bool symmetric, float& scale, int32_t& zero) {
@@ -296,7 +286,7 @@ void fake_quantize(const float* x, float* y, int64_t rows, int64_t cols, const Q
     if (p.gran == Granularity::token) {  // dynamic: this row's own range, right now
       float lo, hi;
       int32_t zi;
-      row_range(x + off, cols, lo, hi);
+      value_range(x + off, cols, lo, hi);
       if (!std::isfinite(lo) || !std::isfinite(hi) ||
           !range_params(lo, hi, p.bits, p.symmetric, s, zi)) {
 #pragma omp atomic write
@@ -324,7 +314,7 @@ QParams token_qparams(const float* x, int64_t rows, int64_t cols, int bits, bool
   p.zero.assign(size_t(rows), 0);
   for (int64_t r = 0; r < rows; ++r) {
     float lo, hi;
-    row_range(x + r * cols, cols, lo, hi);
+    value_range(x + r * cols, cols, lo, hi);
     if (!std::isfinite(lo) || !std::isfinite(hi))
       throw Error("token_qparams: row " + std::to_string(r) + " has non-finite values");
     range_to_qparams(lo, hi, bits, symmetric, p.scale[r], p.zero[r]);
@@ -347,6 +337,16 @@ void quantize_log2(const float* x, uint8_t* codes, int64_t n, const Log2Params& 
   if (p.bits >= 16) throw Error("quantize_log2: 16 bits means no quantisation; there are no codes");
   Log2Table t = make_log2_table(p);
   log2_dispatch(x, n, p, t, [codes](int64_t i, int32_t c) { codes[i] = uint8_t(c); });
+}
+
+void value_range(const float* x, int64_t n, float& lo, float& hi) {
+  lo = n ? x[0] : 0.f;
+  hi = lo;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+  for (int64_t i = 0; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
 }
 
 }  // namespace vs::quant

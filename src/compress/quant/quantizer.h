@@ -56,6 +56,9 @@ int64_t scale_count(Granularity g, int64_t rows, int64_t cols, int group);
 
 // Scale and zero point for one range [lo, hi] (lo <= hi). A zero-width range gets scale 1 so
 // that dequantisation stays finite. bits 16 gives scale 1, zero 0.
+// [min, max] of n values ([0, 0] when n == 0).
+void value_range(const float* x, int64_t n, float& lo, float& hi);
+
 void range_to_qparams(float lo, float hi, int bits, bool symmetric, float& scale, int32_t& zero);
 
 // Quantise / dequantise a [rows, cols] tensor with its QParams (tensor, channel = row, group).
