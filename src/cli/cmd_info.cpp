@@ -24,21 +24,11 @@ void add_info(CLI::App& app) {
     fmt::print("preprocess   resize {} ({}), crop_pct {}, mean [{}], std [{}]\n", c.pre.input_size,
                c.pre.interpolation, c.pre.crop_pct, fmt::join(c.pre.mean, ", "), fmt::join(c.pre.std, ", "));
     fmt::print("\n{:<26} {:<8} {:>6} {:>6} {:>10} {:>12}\n", "layer", "kind", "in", "out", "params", "bytes");
-    auto row = [](const std::string& name, const nn::Linear& l) {
+    for (auto& [name, layer] : m.linears()) {
+      const nn::Linear& l = **layer;
       fmt::print("{:<26} {:<8} {:>6} {:>6} {:>10} {:>12}\n", name, l.kind(), l.in_features(),
                  l.out_features(), l.num_params(), l.bytes());
-    };
-    row("patch_embed.proj", *m.patch_embed);
-    for (size_t i = 0; i < m.blocks.size(); ++i) {
-      auto& b = m.blocks[i];
-      std::string p = "blocks." + std::to_string(i);
-      row(p + ".attn.qkv", *b.attn.qkv);
-      row(p + ".attn.proj", *b.attn.proj);
-      row(p + ".mlp.fc1", *b.mlp.fc1);
-      row(p + ".mlp.fc2", *b.mlp.fc2);
     }
-    row("head", *m.head);
-    if (m.head_dist) row("head_dist", *m.head_dist);
   });
 }
 

@@ -1,8 +1,6 @@
 #include "kernels/gemm.h"
 
 #include <dnnl.hpp>
-#include <map>
-#include <mutex>
 #include <tuple>
 
 #include "core/error.h"
@@ -13,17 +11,9 @@ namespace {
 
 using dt = dnnl::memory::data_type;
 
-struct Engine {
-  dnnl::engine& eng = dnnl_engine();
-  dnnl::stream& stream = dnnl_stream();
-};
-
-Engine engine() { return {}; }
-
 struct LinearPrim {
   dnnl::matmul prim;
-  dnnl::memory::desc src, wei, bias, dst;
-  bool packed = false;  // weights in the primitive's own layout (needs a WeightCache)
+  dnnl::memory::desc src, wei, bias, dst;  // wei: the primitive's own layout when packed
 };
 
 // Below this many rows the plain transposed layout is as fast or faster (measured, ViT shapes).
@@ -32,7 +22,6 @@ constexpr int64_t kPackRows = 1024;
 LinearPrim make_linear(int64_t M, int64_t N, int64_t K, bool has_bias, Epilogue ep, bool pack) {
   LinearPrim p;
   p.src = dnnl::memory::desc({M, K}, dt::f32, {K, 1});
-  p.packed = pack;
   p.wei = pack ? dnnl::memory::desc({K, N}, dt::f32, dnnl::memory::format_tag::any)
                : dnnl::memory::desc({K, N}, dt::f32, {1, K});  // [N,K] row-major seen as W^T
   p.bias = has_bias ? dnnl::memory::desc({1, N}, dt::f32, {N, 1}) : dnnl::memory::desc();
@@ -44,7 +33,7 @@ LinearPrim make_linear(int64_t M, int64_t N, int64_t K, bool has_bias, Epilogue 
     attr.set_post_ops(po);
   }
   dnnl::matmul::desc d(p.src, p.wei, p.bias, p.dst);
-  dnnl::matmul::primitive_desc pd(d, attr, engine().eng);
+  dnnl::matmul::primitive_desc pd(d, attr, dnnl_engine());
   p.wei = pd.weights_desc();
   p.prim = dnnl::matmul(pd);
   return p;
@@ -76,16 +65,6 @@ namespace {
 
 }  // namespace
 
-dnnl::engine& dnnl_engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
-dnnl::stream& dnnl_stream() {
-  static dnnl::stream s(dnnl_engine());
-  return s;
-}
-
 void linear_f32(const float* x, const float* w, const float* bias, float* y, int64_t M,
                 int64_t N, int64_t K, Epilogue ep, WeightCache* wcache) {
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, Epilogue, bool>;
@@ -93,22 +72,16 @@ void linear_f32(const float* x, const float* w, const float* bias, float* y, int
   static std::mutex mu;
   const bool pack = wcache != nullptr && M >= kPackRows;
   Key key{M, N, K, bias != nullptr, ep, pack};
-  LinearPrim* p;
-  {
-    std::lock_guard lock(mu);
-    auto it = cache.find(key);
-    if (it == cache.end()) it = cache.emplace(key, make_linear(M, N, K, bias != nullptr, ep, pack)).first;
-    p = &it->second;
-  }
-  auto e = engine();
+  LinearPrim& p = cached_primitive(cache, mu, key, [&] { return make_linear(M, N, K, bias != nullptr, ep, pack); });
+  auto& eng = dnnl_engine();
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, dnnl::memory(p->src, e.eng, const_cast<float*>(x))},
-      {DNNL_ARG_WEIGHTS, pack ? wcache->impl->get(p->wei, w, N, K)
-                              : dnnl::memory(p->wei, e.eng, const_cast<float*>(w))},
-      {DNNL_ARG_DST, dnnl::memory(p->dst, e.eng, y)}};
-  if (bias) args[DNNL_ARG_BIAS] = dnnl::memory(p->bias, e.eng, const_cast<float*>(bias));
-  p->prim.execute(e.stream, args);
-  e.stream.wait();
+      {DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<float*>(x))},
+      {DNNL_ARG_WEIGHTS, pack ? wcache->impl->get(p.wei, w, N, K)
+                              : dnnl::memory(p.wei, eng, const_cast<float*>(w))},
+      {DNNL_ARG_DST, dnnl::memory(p.dst, eng, y)}};
+  if (bias) args[DNNL_ARG_BIAS] = dnnl::memory(p.bias, eng, const_cast<float*>(bias));
+  p.prim.execute(dnnl_stream(), args);
+  dnnl_stream().wait();
 }
 
 void matmul_strided(const View& a, const View& b, float* c, const std::vector<int64_t>& c_dims,
@@ -123,19 +96,14 @@ void matmul_strided(const View& a, const View& b, float* c, const std::vector<in
   }
   dnnl::memory::desc ad(a.dims, dt::f32, a.strides), bd(b.dims, dt::f32, b.strides),
       cd(c_dims, dt::f32, c_strides);
-  dnnl::matmul* prim;
-  {
-    std::lock_guard lock(mu);
-    auto it = cache.find(key);
-    if (it == cache.end())
-      it = cache.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), engine().eng))).first;
-    prim = &it->second;
-  }
-  auto e = engine();
-  prim->execute(e.stream, {{DNNL_ARG_SRC, dnnl::memory(ad, e.eng, const_cast<float*>(a.data))},
-                           {DNNL_ARG_WEIGHTS, dnnl::memory(bd, e.eng, const_cast<float*>(b.data))},
-                           {DNNL_ARG_DST, dnnl::memory(cd, e.eng, c)}});
-  e.stream.wait();
+  dnnl::matmul& prim = cached_primitive(cache, mu, key, [&] {
+    return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), dnnl_engine()));
+  });
+  auto& eng = dnnl_engine();
+  prim.execute(dnnl_stream(), {{DNNL_ARG_SRC, dnnl::memory(ad, eng, const_cast<float*>(a.data))},
+                               {DNNL_ARG_WEIGHTS, dnnl::memory(bd, eng, const_cast<float*>(b.data))},
+                               {DNNL_ARG_DST, dnnl::memory(cd, eng, c)}});
+  dnnl_stream().wait();
 }
 
 }  // namespace vs::kernels

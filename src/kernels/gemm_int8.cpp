@@ -48,11 +48,8 @@ Prim& cached(int64_t M, int64_t N, int64_t K, bool has_bias, Epilogue ep, bool s
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, Epilogue, bool>;
   static std::map<Key, Prim> cache;
   static std::mutex mu;
-  std::lock_guard lock(mu);
-  Key key{M, N, K, has_bias, ep, static_scales};
-  auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, make(M, N, K, has_bias, ep, static_scales)).first;
-  return it->second;
+  return cached_primitive(cache, mu, Key{M, N, K, has_bias, ep, static_scales},
+                          [&] { return make(M, N, K, has_bias, ep, static_scales); });
 }
 
 }  // namespace
