@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "compress/capture.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/gemm_int8.h"
@@ -11,30 +12,6 @@
 
 namespace vs::quant {
 namespace {
-
-// Stands in for a Linear during calibration: records its inputs, then runs it unchanged.
-class ObservingLinear final : public nn::Linear {
- public:
-  explicit ObservingLinear(std::unique_ptr<nn::Linear> inner) : inner_(std::move(inner)) {}
-  void forward(const float* x, float* y, int64_t M, nn::Epilogue ep) const override {
-    obs_.observe(x, M, in_features());
-    inner_->forward(x, y, M, ep);
-  }
-  int64_t in_features() const override { return inner_->in_features(); }
-  int64_t out_features() const override { return inner_->out_features(); }
-  std::string kind() const override { return inner_->kind(); }
-  int64_t num_params() const override { return inner_->num_params(); }
-  int64_t bytes() const override { return inner_->bytes(); }
-  int64_t macs_per_row() const override { return inner_->macs_per_row(); }
-  void save(const std::string& prefix, StateDict& out) const override { inner_->save(prefix, out); }
-
-  std::unique_ptr<nn::Linear> release() { return std::move(inner_); }
-  const ActObserver& observer() const { return obs_; }
-
- private:
-  std::unique_ptr<nn::Linear> inner_;
-  mutable ActObserver obs_;
-};
 
 bool is_edge(const std::string& name) {
   return name == "patch_embed.proj" || name == "head" || name == "head_dist";
@@ -61,24 +38,16 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
           "layer '" + name + "' is already quantised; quantise the float model");
 
   // 1. Calibration: observe every Linear's input over the calibration images.
-  std::map<std::string, ObservingLinear*> observers;
+  std::map<std::string, ActObserver> observers;
   if (!s.dynamic) {
-    for (auto& [name, slot] : layers) {
-      auto obs = std::make_unique<ObservingLinear>(std::move(*slot));
-      observers[name] = obs.get();
-      *slot = std::move(obs);
-    }
+    compress::Capture cap(model, [&](const compress::Captured& c) { observers.at(c.name).observe(c.x, c.rows, c.in); });
+    for (auto& n : cap.names()) observers[n];  // made up front: the callback only looks up
     Progress bar("calibrate", int64_t(calib_images.size()));
-    try {
-      for (size_t i = 0; i < calib_images.size(); i += size_t(s.batch)) {
-        size_t e = std::min(calib_images.size(), i + size_t(s.batch));
-        std::vector<std::string> paths(calib_images.begin() + long(i), calib_images.begin() + long(e));
-        model.forward(load_batch(paths, model.cfg.pre));
-        if (progress) bar.update(int64_t(e));
-      }
-    } catch (...) {  // put the original layers back before reporting
-      for (auto& [name, slot] : layers) *slot = observers[name]->release();
-      throw;
+    for (size_t i = 0; i < calib_images.size(); i += size_t(s.batch)) {
+      size_t e = std::min(calib_images.size(), i + size_t(s.batch));
+      std::vector<std::string> paths(calib_images.begin() + long(i), calib_images.begin() + long(e));
+      model.forward(load_batch(paths, model.cfg.pre));
+      if (progress) bar.update(int64_t(e));
     }
     bar.finish();
   }
@@ -86,8 +55,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
   // 2. Replace each Linear by its quantised version.
   nlohmann::json per_layer = nlohmann::json::object();
   for (auto& [name, slot] : layers) {
-    std::unique_ptr<nn::Linear> dense_owner =
-        s.dynamic ? std::move(*slot) : observers[name]->release();
+    std::unique_ptr<nn::Linear> dense_owner = std::move(*slot);
     auto* dense = dynamic_cast<nn::DenseLinear*>(dense_owner.get());
     const int ab = is_edge(name) ? s.edge_bits : s.abits;
     int wb = is_edge(name) ? s.edge_bits : s.wbits;
@@ -105,7 +73,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
                      });
     nn::ActQuant act{ab, dyn, 1.f, 0};
     if (!dyn) {
-      QParams aq = observers[name]->observer().finalize(ab, false, s.act_observer, s.percentile);
+      QParams aq = observers.at(name).finalize(ab, false, s.act_observer, s.percentile);
       act.scale = aq.scale[0];
       act.zero = aq.zero[0];
     }

@@ -1,0 +1,46 @@
+#include "compress/capture.h"
+
+namespace vs::compress {
+namespace {
+
+// Stands in for a Linear: runs it unchanged, then reports its input and output.
+class CapturingLinear final : public nn::Linear {
+ public:
+  CapturingLinear(std::string name, std::unique_ptr<nn::Linear> inner, const CaptureFn& fn)
+      : name_(std::move(name)), inner_(std::move(inner)), fn_(fn) {}
+  void forward(const float* x, float* y, int64_t M, nn::Epilogue ep) const override {
+    inner_->forward(x, y, M, ep);
+    fn_(Captured{name_, x, y, M, in_features(), out_features()});
+  }
+  int64_t in_features() const override { return inner_->in_features(); }
+  int64_t out_features() const override { return inner_->out_features(); }
+  std::string kind() const override { return inner_->kind(); }
+  int64_t num_params() const override { return inner_->num_params(); }
+  int64_t bytes() const override { return inner_->bytes(); }
+  int64_t macs_per_row() const override { return inner_->macs_per_row(); }
+  void save(const std::string& prefix, StateDict& out) const override { inner_->save(prefix, out); }
+  std::unique_ptr<nn::Linear> release() { return std::move(inner_); }
+
+ private:
+  std::string name_;
+  std::unique_ptr<nn::Linear> inner_;
+  const CaptureFn& fn_;
+};
+
+}  // namespace
+
+Capture::Capture(models::ViT& model, CaptureFn fn, std::function<bool(const std::string&)> select)
+    : fn_(std::move(fn)) {
+  for (auto& [name, slot] : model.linears()) {
+    if (select && !select(name)) continue;
+    *slot = std::make_unique<CapturingLinear>(name, std::move(*slot), fn_);
+    slots_.emplace_back(name, slot);
+    names_.push_back(name);
+  }
+}
+
+Capture::~Capture() {
+  for (auto& [name, slot] : slots_) *slot = static_cast<CapturingLinear*>(slot->get())->release();
+}
+
+}  // namespace vs::compress
