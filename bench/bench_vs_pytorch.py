@@ -30,6 +30,7 @@ from typing import Callable, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPENBLAS_OPENMP_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 DEFAULT_VIT_TINY = os.path.join(REPO, "..", "shared", "models", "vit_tiny_patch16_224.augreg_in21k_ft_in1k")
+DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "imagenet-sample")
 DEIT_SMALL_ARCH = "deit_small_patch16_224"
 WARMUP = 3  # `vitshrink bench` always runs 3 untimed passes (src/eval/latency.cpp); same here.
 
@@ -279,12 +280,35 @@ def ensure_deit_small(cache_dir, python):
     return out
 
 
+# The W8A8 recipe of the main job (scripts/main_job.sh): integer Linear layers and attention
+# products, calibrated on the first 32 images of calib.txt (enough for latency; the weights of
+# the DeiT-S-shaped model are random anyway).
+W8A8_RECIPE = ["--wbits", "8", "--abits", "8", "--act-observer", "mse", "--dynamic-for", "mlp.fc2"]
+
+
+def quantize_w8a8(exe, group, cache_dir, data_dir, threads):
+    """Quantizes the group's FP32 folder with the current binary (every run: the code may have changed)."""
+    os.makedirs(cache_dir, exist_ok=True)
+    split = os.path.join(cache_dir, "calib32.txt")
+    with open(os.path.join(data_dir, "calib.txt")) as f:
+        names = [l for l in f.read().splitlines() if l.strip()][:32]
+    with open(split, "w") as f:
+        f.write("\n".join(names) + "\n")
+    out = os.path.join(cache_dir, group.name + "_w8a8")
+    cmd = [exe, "quantize", group.path, *W8A8_RECIPE, "--calib", data_dir, "--split", split,
+           "--threads", str(threads), "--out", out]
+    print(f"quantizing {group.name} to W8A8 ...", flush=True)
+    subprocess.run(cmd, env=fair_env(threads), check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
 def vitshrink_runner(exe, model_path, threads, iters, seconds):
-    """model_path None: the group's own FP32 folder."""
+    """model_path None: the group's own FP32 folder; a callable: model_path(group)."""
     def run(group, batch):
+        path = model_path(group) if callable(model_path) else (model_path or group.path)
         with tempfile.TemporaryDirectory() as td:
             js = os.path.join(td, "bench.json")
-            cmd = [exe, "bench", model_path or group.path, "--batch", str(batch), "--threads", str(threads),
+            cmd = [exe, "bench", path, "--batch", str(batch), "--threads", str(threads),
                    "--iters", str(iters), "--seconds", str(seconds), "--json", js]
             p = subprocess.run(cmd, env=fair_env(threads), capture_output=True, text=True)
             if p.returncode != 0:
@@ -344,6 +368,28 @@ def print_table(results, contenders, groups, batches):
             print(f"FAILED {r['group']} batch {r['batch']} {r['contender']}: {r['timing']['error']}")
 
 
+SPEEDUPS = [("vitshrink w8a8", "vitshrink fp32"), ("vitshrink w8a8", "pytorch int8"),
+            ("vitshrink fp32", "pytorch fp32"), ("vitshrink w8a8", "pytorch fp32")]
+
+
+def speedup_rows(results, groups, batches):
+    """How many times faster the first of each pair is than the second (> 1: first faster)."""
+    by = {(r["group"], r["batch"], r["contender"]): r["timing"] for r in results}
+    rows = []
+    for g in groups:
+        for b in batches:
+            for fast, slow in SPEEDUPS:
+                a, c = by.get((g.name, b, fast), {}), by.get((g.name, b, slow), {})
+                if "median_ms" in a and "median_ms" in c:
+                    rows.append({"group": g.name, "batch": b, "faster": fast, "than": slow,
+                                 "speedup": c["median_ms"] / a["median_ms"]})
+    if rows:
+        print("\nspeed-ups (median of the second / median of the first; > 1: the first is faster)")
+        for r in rows:
+            print(f"  {r['group']:<12} batch {r['batch']:<3} {r['faster']:<15} vs {r['than']:<15} {r['speedup']:.2f}x")
+    return rows
+
+
 def print_torch_variants(results):
     print("PyTorch variants (the row above reports the best median of these):")
     for r in results:
@@ -381,6 +427,8 @@ def main():
                     help="extra vitshrink model folder as a row; it joins the group whose architecture "
                          "(config.json) it has, else gets its own group")
     ap.add_argument("--vit-tiny", default=DEFAULT_VIT_TINY, help="ViT-Ti model folder")
+    ap.add_argument("--data", default=DEFAULT_DATA, help="ImageNet-style folder with calib.txt (W8A8 calibration)")
+    ap.add_argument("--no-w8a8", action="store_true", help="skip the vitshrink W8A8 rows")
     ap.add_argument("--cache-dir", default=os.path.join(REPO, ".cache", "bench_vs_pytorch"),
                     help="where the random-weight DeiT-S is made (once)")
     ap.add_argument("--torch-python", default="/usr/bin/python3", help="python with torch (Debian python3-torch)")
@@ -442,11 +490,18 @@ def main():
                   ratio=("vitshrink fp32", "pytorch fp32")),
         Contender("pytorch fp32", "pytorch", "fp32",
                   torch_runner(client, "fp32", fp32_variants, args.iters, args.seconds)),
-        # int8 dynamic quantization of every nn.Linear; compared with vitshrink FP32 for now.
+        # int8 dynamic quantization of every nn.Linear (PyTorch's own int8 path).
         Contender("pytorch int8", "pytorch", "int8",
                   torch_runner(client, "int8", fp32_variants, args.iters, args.seconds),
-                  ratio=("vitshrink fp32", "pytorch int8")),
+                  ratio=("pytorch int8", "pytorch fp32")),
     ]
+    if not args.no_w8a8:
+        w8a8 = {g.name: quantize_w8a8(exe, g, os.path.abspath(args.cache_dir), args.data, args.threads)
+                for g in groups}
+        contenders.append(Contender("vitshrink w8a8", "vitshrink", "w8a8",
+                                    vitshrink_runner(exe, lambda g: w8a8[g.name], args.threads, args.iters,
+                                                     args.seconds),
+                                    ratio=("vitshrink w8a8", "pytorch fp32")))
     for spec in args.model:
         if "=" not in spec:
             sys.exit(f"--model wants NAME=PATH, got {spec!r}")
@@ -498,6 +553,7 @@ def main():
     print(f"\nvitshrink vs PyTorch on CPU, {args.threads} threads ({time.time() - t_start:.0f} s; "
           f"load average at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f})\n")
     print_table(results, contenders, groups, args.batches)
+    speedups = speedup_rows(results, groups, args.batches)
     print()
     print_torch_variants(results)
 
@@ -513,7 +569,8 @@ def main():
                "contenders": [{"name": c.name, "engine": c.engine, "precision": c.precision,
                                "ratio_of": list(c.ratio) if c.ratio else None,
                                "groups": sorted(c.groups) if c.groups else None} for c in contenders],
-               "results": results}
+               "results": results,
+               "speedups": speedups}
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
         print(f"\nwrote {args.json}")

@@ -1,5 +1,6 @@
 #include <filesystem>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -11,6 +12,18 @@
 
 namespace vs::cli {
 
+// ", attention q/k/v 8-bit, probabilities 8-bit" (what the section says of block 0).
+static std::string describe_attention(const nlohmann::json& section) {
+  const auto& at = section["attention"];
+  if (at.empty()) return "";
+  const auto& a = at.begin().value();
+  std::string out;
+  if (a["q_bits"].get<int>() < 16) out += fmt::format(", attention q/k {}-bit", a["q_bits"].get<int>());
+  if (a["p_bits"].get<int>() < 16)
+    out += fmt::format(", v {}-bit, probabilities {}-bit", a["v_bits"].get<int>(), a["p_bits"].get<int>());
+  return out;
+}
+
 void add_quantize(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "quantize",
@@ -18,7 +31,7 @@ void add_quantize(CLI::App& app) {
       "tensor calibrated on --calib, or per token with --dynamic); writes a model folder that\n"
       "eval / classify / bench / info load directly. patch_embed and head use --edge-bits (8).");
   struct Args : ModelArgs {
-    int wbits = 8, abits = 8, edge_bits = 8, batch = 16;
+    int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
     bool dynamic = false;
     std::string calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
@@ -29,6 +42,12 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--wbits", a->wbits, "weight bits (2..8)")->check(CLI::Range(2, 8));
   cmd->add_option("--abits", a->abits, "activation bits (2..8)")->check(CLI::Range(2, 8));
   cmd->add_option("--edge-bits", a->edge_bits, "bits of patch_embed and head (2..8, 16 = float)")
+      ->check(CLI::Range(2, 8) | CLI::IsMember({16}));
+  cmd->add_option("--attn-bits", a->attn_bits,
+                  "bits of the attention operands q, k, v (2..8, 16 = float; default --abits)")
+      ->check(CLI::Range(2, 8) | CLI::IsMember({16}));
+  cmd->add_option("--prob-bits", a->prob_bits,
+                  "bits of the softmax probabilities (2..8, 16 = float; default --abits)")
       ->check(CLI::Range(2, 8) | CLI::IsMember({16}));
   cmd->add_flag("--dynamic", a->dynamic, "per-token activation scales at run time (no calibration)");
   cmd->add_option("--weight-observer", a->wobs, "minmax | percentile | mse (per output channel)")
@@ -49,6 +68,8 @@ void add_quantize(CLI::App& app) {
     s.wbits = a->wbits;
     s.abits = a->abits;
     s.edge_bits = a->edge_bits;
+    s.qk_bits = a->attn_bits < 0 ? a->abits : a->attn_bits;
+    s.prob_bits = a->prob_bits < 0 ? a->abits : a->prob_bits;
     s.dynamic = a->dynamic;
     s.weight_observer = quant::parse_observer(a->wobs);
     s.act_observer = quant::parse_observer(a->aobs);
@@ -79,8 +100,8 @@ void add_quantize(CLI::App& app) {
     fmt::print("quantized {} -> {}: W{}A{}{} ({} layers), {} -> {} of parameters\n", a->path, a->out,
                a->wbits, a->abits, a->dynamic ? " dynamic" : "", section["layers"].size(),
                human_bytes(before), human_bytes(m.param_bytes()));
-    fmt::print("integer points: inputs and weights of every Linear ({}-bit patch_embed/head); float: "
-               "attention q/k/v, softmax, LayerNorm, GELU\n", a->edge_bits);
+    fmt::print("integer points: inputs and weights of every Linear ({}-bit patch_embed/head){}; float: {}\n",
+               a->edge_bits, describe_attention(section), fmt::join(section["float_points"].get<std::vector<std::string>>(), ", "));
   });
 }
 

@@ -6,6 +6,7 @@
 #include "core/tensor.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/quantize_act.h"
 
 namespace vs::kernels {
 
@@ -54,6 +55,100 @@ void attention_f32(const float* qkv, float* out, int64_t B, int64_t N, const Hea
     }
     qoff += dq;
     voff += dv;
+  }
+}
+
+}  // namespace vs::kernels
+
+namespace vs::kernels {
+namespace {
+
+struct HeadOffsets {
+  std::vector<int64_t> q, v;  // column offset of each head's q (k: + qk_total) and v
+  explicit HeadOffsets(const HeadLayout& heads) {
+    int64_t qo = 0, vo = 0;
+    for (size_t h = 0; h < heads.qk_dim.size(); ++h) {
+      q.push_back(qo);
+      v.push_back(vo);
+      qo += heads.qk_dim[h];
+      vo += heads.v_dim[h];
+    }
+  }
+};
+
+// Float scores of one head, softmaxed: probs [B, N, N].
+void head_probs_f32(const float* qkv, float* probs, int64_t B, int64_t N, const HeadLayout& heads,
+                    float scale, int64_t qoff, int64_t dq) {
+  const int64_t ld = heads.qkv_width();
+  if (dq > 0)
+    matmul_strided({qkv + qoff, {B, N, dq}, {N * ld, ld, 1}},
+                   {qkv + heads.qk_total() + qoff, {B, dq, N}, {N * ld, 1, ld}}, probs, {B, N, N},
+                   {N * N, N, 1});
+  else  // no query/key left: every score is 0, attention is uniform
+    std::fill(probs, probs + B * N * N, 0.f);
+  softmax_rows(probs, B * N, N, scale);
+}
+
+}  // namespace
+
+void attention_probs_f32(const float* qkv, float* probs, int64_t B, int64_t N,
+                         const HeadLayout& heads, float scale, int64_t h) {
+  HeadOffsets off(heads);
+  head_probs_f32(qkv, probs, B, N, heads, scale, off.q[size_t(h)], heads.qk_dim[size_t(h)]);
+}
+
+void attention_quant(const float* qkv, float* out, int64_t B, int64_t N, const HeadLayout& heads,
+                     float scale, const AttnQuant& aq, IntEngine engine) {
+  const int64_t H = int64_t(heads.qk_dim.size()), ld = heads.qkv_width(), ldo = heads.v_total(),
+                qk_total = heads.qk_total();
+  const bool int_qk = aq.q_bits < 16, int_pv = aq.p_bits < 16;
+  HeadOffsets off(heads);
+  Tensor probs = Tensor::empty({B, N, N});
+  float* p = probs.f32();
+  for (int64_t h = 0; h < H; ++h) {
+    const int64_t dq = heads.qk_dim[size_t(h)], dv = heads.v_dim[size_t(h)];
+    const int64_t qoff = off.q[size_t(h)], voff = off.v[size_t(h)];
+    if (dv == 0) continue;
+    // 1. probabilities [B, N, N]
+    if (int_qk && dq > 0) {
+      Tensor qc = Tensor::empty({B, N, dq}, DType::u8), kc = Tensor::empty({B, N, dq}, DType::i8);
+      Tensor acc = Tensor::empty({B, N, N}, DType::i32);
+      for (int64_t b = 0; b < B; ++b) {
+        quantize_u8(qkv + b * N * ld + qoff, qc.data<uint8_t>() + b * N * dq, N, dq, ld, aq.q_scale,
+                    aq.q_zero, aq.q_bits);
+        quantize_s8(qkv + b * N * ld + qk_total + qoff, kc.data<int8_t>() + b * N * dq, N, dq, ld,
+                    aq.k_scale, aq.k_bits);
+      }
+      gemm_u8s8_s32({B, N, N, dq, true}, qc.data<uint8_t>(), aq.q_zero, kc.data<int8_t>(),
+                    acc.data<int32_t>(), engine);
+      const float alpha = aq.q_scale * aq.k_scale;
+      const int32_t* a = acc.data<int32_t>();
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < B * N * N; ++i) p[i] = float(a[i]) * alpha;
+      softmax_rows(p, B * N, N, scale);
+    } else {
+      head_probs_f32(qkv, p, B, N, heads, scale, qoff, dq);
+    }
+    // 2. context = P v, written into out[:, voff : voff + dv]
+    if (int_pv) {
+      Tensor pc = Tensor::empty({B, N, N}, DType::u8), vc = Tensor::empty({B, N, dv}, DType::i8);
+      Tensor acc = Tensor::empty({B, N, dv}, DType::i32);
+      quantize_u8(p, pc.data<uint8_t>(), B * N, N, N, aq.p_scale, 0, aq.p_bits);
+      for (int64_t b = 0; b < B; ++b)
+        quantize_s8(qkv + b * N * ld + 2 * qk_total + voff, vc.data<int8_t>() + b * N * dv, N, dv, ld,
+                    aq.v_scale, aq.v_bits);
+      gemm_u8s8_s32({B, N, dv, N, false}, pc.data<uint8_t>(), 0, vc.data<int8_t>(), acc.data<int32_t>(),
+                    engine);
+      Dequant d;
+      d.a_scale = &aq.p_scale;
+      d.b_scale = &aq.v_scale;
+      for (int64_t b = 0; b < B; ++b)
+        dequantize_acc(acc.data<int32_t>() + b * N * dv, N, dv, d, out + b * N * ldo + voff, ldo);
+    } else {
+      matmul_strided({p, {B, N, N}, {N * N, N, 1}},
+                     {qkv + 2 * qk_total + voff, {B, N, dv}, {N * ld, ld, 1}}, out + voff, {B, N, dv},
+                     {N * ldo, ldo, 1});
+    }
   }
 }
 

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/gemm_int8.h"
+
 namespace vs::kernels {
 
 struct HeadLayout {
@@ -20,5 +22,25 @@ struct HeadLayout {
 // out: [B, N, v_total]. scale is usually original_head_dim^-0.5.
 void attention_f32(const float* qkv, float* out, int64_t B, int64_t N, const HeadLayout& heads,
                    float scale);
+
+// Quantisation of the attention operands, per tensor: q as u8 codes (asymmetric, zero point),
+// k and v as s8 codes (symmetric), the softmax probabilities as u8 codes with zero point 0
+// (p^ = code * p_scale). q k^T and P v then run as integer GEMMs (kernels/gemm_int8.h) with
+// int32 results. bits 16 leaves a point in float; the two operands of a product are quantised
+// together or not at all (q with k, p with v), so each product is integer or float as a whole.
+struct AttnQuant {
+  int q_bits = 16, k_bits = 16, v_bits = 16, p_bits = 16;
+  float q_scale = 1.f, k_scale = 1.f, v_scale = 1.f, p_scale = 1.f;
+  int32_t q_zero = 0;
+  bool any() const { return q_bits < 16 || p_bits < 16; }
+};
+
+// attention_f32 with the quantisation points of `aq`; `engine` computes the integer products.
+void attention_quant(const float* qkv, float* out, int64_t B, int64_t N, const HeadLayout& heads,
+                     float scale, const AttnQuant& aq, IntEngine engine);
+
+// The float softmax probabilities of head h, probs [B, N, N] (for calibration).
+void attention_probs_f32(const float* qkv, float* probs, int64_t B, int64_t N,
+                         const HeadLayout& heads, float scale, int64_t h);
 
 }  // namespace vs::kernels

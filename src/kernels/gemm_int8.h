@@ -1,11 +1,18 @@
-// Integer GEMM through oneDNN: u8 activations (with a zero point) x s8 weights -> s32
-// accumulators -> f32 with per-output-channel scales and bias, all fused in one primitive.
+// Integer matrix products with exact int32 results: u8 activations (with a zero point) times s8
+// weights, c = sum_k (a - zero_a) * b. Two engines compute the same integers:
+//   IntEngine::onednn      - oneDNN's int8 kernels (VNNI vpdpbusd where the CPU has it);
+//   IntEngine::float_exact - fp32 GEMMs on the codes, over chunks of K short enough that every
+//                            partial sum is an integer below 2^24 in magnitude, so fp32 holds it
+//                            exactly in any summation order; the chunks add up in int32.
+// Every quantised layer turns the int32 result into floats with one shared epilogue
+// (quantize_act.h), so the integer path and the simulated ("fake quant") path give
+// bit-identical outputs: the simulated path checks oneDNN's integer kernels against float math.
 #pragma once
 #include <cstdint>
 
-#include "kernels/gemm.h"
-
 namespace vs::kernels {
+
+enum class IntEngine { onednn, float_exact };
 
 // The widest weight codes whose products with `abits`-bit u8 activations the int8 GEMM computes
 // exactly on this CPU. With VNNI (vpdpbusd) that is 8. Without it (plain AVX2, e.g. AMD Zen 3),
@@ -16,17 +23,15 @@ namespace vs::kernels {
 int int8_exact_weight_bits(int abits);
 bool cpu_has_vnni();
 
-// y[M,N] = (scale_x * scale_w[n]) * sum_k (x[m,k] - zero_x) * w[n,k] + bias[n], then epilogue.
-// x: u8 [M,K]; w: s8 [N,K] (PyTorch layout); scale_w: [N]; bias may be null.
-void linear_u8s8(const uint8_t* x, int32_t zero_x, float scale_x, const int8_t* w,
-                 const float* scale_w, const float* bias, float* y, int64_t M, int64_t N,
-                 int64_t K, Epilogue ep = Epilogue::none);
+// Shapes of one (batched) product: a [batch, M, K] row-major; b [batch, N, K] when b_nk (Linear
+// weights, keys: the product takes b^T) else [batch, K, N] (values); c [batch, M, N] int32.
+struct IntGemm {
+  int64_t batch = 1, M = 0, N = 0, K = 0;
+  bool b_nk = true;
+};
 
-// Per-row (per-token) activation scales, for dynamic quantisation: row m uses scale_x[m] and
-// zero_x[m]. Implemented as the s32 GEMM followed by a vectorised dequantisation pass.
-void linear_u8s8_per_row(const uint8_t* x, const int32_t* zero_x, const float* scale_x,
-                         const int8_t* w, const float* scale_w, const int32_t* w_row_sums,
-                         const float* bias, float* y, int64_t M, int64_t N, int64_t K,
-                         Epilogue ep = Epilogue::none);
+// c = (a - zero_a) . b (per batch). zero_a is one zero point for all of a.
+void gemm_u8s8_s32(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b,
+                   int32_t* c, IntEngine e);
 
 }  // namespace vs::kernels

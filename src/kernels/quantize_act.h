@@ -1,20 +1,44 @@
-// Run-time activation quantisation for the integer path: float -> u8 codes, asymmetric,
-// q = clamp(round_half_even(x / s) + z, 0, 2^bits - 1). The same formula as quant::quantize,
-// kept here because it sits on the hot path of every quantised layer.
+// Run-time activation quantisation and dequantisation for the integer path.
+//   quantise  : q = clamp(round_half_even(x / s) + z, 0, 2^bits - 1)   (u8 codes, asymmetric;
+//               true division, the definition in compress/quant/quantizer.h)
+//   dequantise: the int32 result of an integer GEMM back to floats, with bias and GELU fused.
+// The integer and the simulated paths of every quantised layer call these same functions, so
+// given the same int32 accumulators they produce bit-identical floats.
 #pragma once
 #include <cstdint>
 
+#include "kernels/gemm.h"
+
 namespace vs::kernels {
 
-// One scale / zero point for the whole tensor (static, calibrated).
-void quantize_u8(const float* x, uint8_t* q, int64_t n, float scale, int32_t zero, int bits);
+// One scale / zero point for the whole tensor (static, calibrated). Rows of `cols` values are
+// read with leading dimension ldx (>= cols) and written densely.
+void quantize_u8(const float* x, uint8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
+                 int32_t zero, int bits);
+// Symmetric signed codes q = clamp(round_half_even(x / s), -(2^(bits-1) - 1), 2^(bits-1) - 1).
+void quantize_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
+                 int bits);
 
 // Per row (dynamic, per token): picks each row's own range (widened to include 0), writes its
 // scale and zero point.
 void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols, int bits,
                          float* scales, int32_t* zeros);
 
-// Simulation of the same: y = (q - z) * s, for checking the integer path against float math.
-void fake_quantize_u8(const float* x, float* y, int64_t n, float scale, int32_t zero, int bits);
+// How an int32 accumulator matrix acc [M, N] becomes floats:
+//   y[m, n] = float(acc[m, n] - a_zero_rows[m] * b_sums[n]) * (a_scale[m or 0] * b_scale[n or 0])
+//             + bias[n], then the epilogue.
+// a_zero_rows / b_sums: null when the zero point was already applied inside the GEMM.
+struct Dequant {
+  const float* a_scale = nullptr;
+  bool a_per_row = false;
+  const int32_t* a_zero_rows = nullptr;
+  const int32_t* b_sums = nullptr;
+  const float* b_scale = nullptr;
+  bool b_per_col = false;
+  const float* bias = nullptr;
+  Epilogue ep = Epilogue::none;
+};
+// y is written with leading dimension ldy (>= N).
+void dequantize_acc(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, float* y, int64_t ldy);
 
 }  // namespace vs::kernels

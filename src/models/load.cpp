@@ -49,18 +49,27 @@ static nlohmann::json read_json(const std::string& path) {
   }
 }
 
-// config.json "quantization": {"layers": {"blocks.0.attn.qkv": {"wbits", "abits", "dynamic"}}}
-static std::map<std::string, nn::LinearSpec> quantized_layers(const nlohmann::json& j,
-                                                               const std::string& path) {
-  std::map<std::string, nn::LinearSpec> out;
+// config.json "quantization": {"layers": {"blocks.0.attn.qkv": {"wbits", "abits", "dynamic"}},
+//                                "attention": {"blocks.0.attn": {"q_bits", "k_bits", "v_bits", "p_bits"}}}
+struct QuantSpecs {
+  std::map<std::string, nn::LinearSpec> layers;
+  std::map<std::string, nn::AttnSpec> attention;
+};
+static QuantSpecs quantized_layers(const nlohmann::json& j, const std::string& path) {
+  QuantSpecs out;
   if (!j.contains("quantization")) return out;
   try {
-    for (auto& [name, l] : j.at("quantization").at("layers").items()) {
+    const auto& q = j.at("quantization");
+    for (auto& [name, l] : q.at("layers").items()) {
       nn::LinearSpec s{l.at("wbits").get<int>(), l.at("abits").get<int>(), l.value("dynamic", false)};
       check(s.wbits >= 2 && s.wbits <= 8 && s.abits >= 2 && s.abits <= 8,
             path + ": layer '" + name + "' has bit widths outside 2..8");
-      out[name] = s;
+      out.layers[name] = s;
     }
+    if (q.contains("attention"))
+      for (auto& [name, a] : q.at("attention").items())
+        out.attention[name] = {a.at("q_bits").get<int>(), a.at("k_bits").get<int>(), a.at("v_bits").get<int>(),
+                               a.at("p_bits").get<int>()};
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": malformed \"quantization\" section (" + e.what() + ")");
   }
@@ -87,7 +96,7 @@ ViT load_model(const std::string& path, const std::string& arch) {
   }
   ViTConfig cfg;
   StateDict sd = read_weights(weights);
-  std::map<std::string, nn::LinearSpec> quantized;
+  QuantSpecs quantized;
   if (!arch.empty()) {
     cfg = vit_config_for_arch(arch);
     infer_from_weights(cfg, sd);
@@ -97,7 +106,7 @@ ViT load_model(const std::string& path, const std::string& arch) {
     cfg = vit_config_from_json(j, config);
     quantized = quantized_layers(j, config);
   }
-  return ViT::from_state_dict(cfg, sd, weights, quantized);
+  return ViT::from_state_dict(cfg, sd, weights, quantized.layers, quantized.attention);
 }
 
 void save_model(const std::string& dir, const ViT& model, const nlohmann::json& extra) {

@@ -7,9 +7,11 @@
 namespace vs::models {
 
 ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::string& source,
-                         const std::map<std::string, nn::LinearSpec>& quantized) {
+                         const std::map<std::string, nn::LinearSpec>& quantized,
+                         const std::map<std::string, nn::AttnSpec>& attn_quantized) {
   nn::ParamReader p(sd, source);
   p.linear_specs = quantized;
+  p.attn_specs = attn_quantized;
   const int64_t C = cfg.embed_dim, P = cfg.patch_size;
   check(cfg.img_size % P == 0, source + ": img_size " + std::to_string(cfg.img_size) +
                                    " is not a multiple of patch_size " + std::to_string(P));

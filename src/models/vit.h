@@ -40,9 +40,11 @@ class ViT {
   std::unique_ptr<nn::Linear> head, head_dist;
 
   // Validates every tensor's presence and shape; extra tensors are an error.
-  // `quantized` lists the Linear layers stored quantised (from config.json's "quantization").
+  // `quantized` lists the Linear layers stored quantised, `attn_quantized` the attention modules
+  // whose operands are quantised (both from config.json's "quantization").
   static ViT from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::string& source,
-                             const std::map<std::string, nn::LinearSpec>& quantized = {});
+                             const std::map<std::string, nn::LinearSpec>& quantized = {},
+                             const std::map<std::string, nn::AttnSpec>& attn_quantized = {});
 
   // Every Linear layer with its timm prefix ("patch_embed.proj", "blocks.0.attn.qkv", ...,
   // "head"), in forward order; compression stages swap them through these pointers.

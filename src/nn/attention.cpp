@@ -3,8 +3,38 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "nn/exec_mode.h"
 
 namespace vs::nn {
+
+static float read_scale(ParamReader& p, const std::string& name) {
+  float s = p.get(name, {1}).f32()[0];
+  check(s > 0 && std::isfinite(s), p.source() + ": '" + name + "' is not a positive number");
+  return s;
+}
+
+static kernels::AttnQuant load_attn_quant(ParamReader& p, const std::string& prefix, const AttnSpec& spec) {
+  kernels::AttnQuant q;
+  q.q_bits = spec.q_bits;
+  q.k_bits = spec.k_bits;
+  q.v_bits = spec.v_bits;
+  q.p_bits = spec.p_bits;
+  for (int b : {q.q_bits, q.k_bits, q.v_bits, q.p_bits})
+    check((b >= 2 && b <= 8) || b == 16, p.source() + ": attention bits of '" + prefix + "' must be 2..8 or 16");
+  check((q.q_bits < 16) == (q.k_bits < 16) && (q.v_bits < 16) == (q.p_bits < 16),
+        p.source() + ": '" + prefix + "': q with k, and v with the probabilities, must be quantised together");
+  if (q.q_bits < 16) {
+    q.q_scale = read_scale(p, prefix + ".q_scale");
+    q.k_scale = read_scale(p, prefix + ".k_scale");
+    Tensor z = p.get_any(prefix + ".q_zero");
+    check(z.dtype() == DType::i32 && z.numel() == 1, p.source() + ": tensor '" + prefix + ".q_zero' should be I32 [1]");
+    q.q_zero = z.data<int32_t>()[0];
+    check(q.q_zero >= 0 && q.q_zero < (1 << q.q_bits), p.source() + ": '" + prefix + ".q_zero' is outside the code range");
+  }
+  if (q.v_bits < 16) q.v_scale = read_scale(p, prefix + ".v_scale");
+  if (q.p_bits < 16) q.p_scale = read_scale(p, prefix + ".p_scale");
+  return q;
+}
 
 Attention Attention::load(ParamReader& p, const std::string& prefix, int64_t C, int64_t num_heads,
                           bool qkv_bias) {
@@ -18,6 +48,7 @@ Attention Attention::load(ParamReader& p, const std::string& prefix, int64_t C, 
   a.scale = 1.f / std::sqrt(float(d));
   a.qkv = load_linear(p, prefix + ".qkv", 3 * C, C, qkv_bias);
   a.proj = load_linear(p, prefix + ".proj", C, C, true);
+  if (auto it = p.attn_specs.find(prefix); it != p.attn_specs.end()) a.quant = load_attn_quant(p, prefix, it->second);
   return a;
 }
 
@@ -25,13 +56,26 @@ void Attention::forward(const float* x, float* y, int64_t B, int64_t N) const {
   Tensor qkv_out = Tensor::empty({B * N, heads.qkv_width()});
   qkv->forward(x, qkv_out.f32(), B * N);
   Tensor ctx = Tensor::empty({B * N, heads.v_total()});
-  kernels::attention_f32(qkv_out.f32(), ctx.f32(), B, N, heads, scale);
+  if (quant.any())
+    kernels::attention_quant(qkv_out.f32(), ctx.f32(), B, N, heads, scale, quant, int_engine());
+  else
+    kernels::attention_f32(qkv_out.f32(), ctx.f32(), B, N, heads, scale);
   proj->forward(ctx.f32(), y, B * N);
 }
 
 void Attention::save(const std::string& prefix, StateDict& out) const {
   qkv->save(prefix + ".qkv", out);
   proj->save(prefix + ".proj", out);
+  const auto& q = quant;
+  if (q.q_bits < 16) {
+    out[prefix + ".q_scale"] = Tensor::from({1}, {q.q_scale});
+    Tensor z({1}, DType::i32);
+    z.data<int32_t>()[0] = q.q_zero;
+    out[prefix + ".q_zero"] = z;
+    out[prefix + ".k_scale"] = Tensor::from({1}, {q.k_scale});
+  }
+  if (q.v_bits < 16) out[prefix + ".v_scale"] = Tensor::from({1}, {q.v_scale});
+  if (q.p_bits < 16) out[prefix + ".p_scale"] = Tensor::from({1}, {q.p_scale});
 }
 
 }  // namespace vs::nn

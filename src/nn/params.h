@@ -17,6 +17,12 @@ struct LinearSpec {
   bool dynamic = false;
 };
 
+// How an attention module's operands are quantised (bits 16 = float); from config.json's
+// "quantization" section, like LinearSpec.
+struct AttnSpec {
+  int q_bits = 16, k_bits = 16, v_bits = 16, p_bits = 16;
+};
+
 class ParamReader {
  public:
   ParamReader(const StateDict& sd, std::string source) : sd_(sd), source_(std::move(source)) {}
@@ -30,6 +36,7 @@ class ParamReader {
   const std::string& source() const { return source_; }
 
   std::map<std::string, LinearSpec> linear_specs;  // by prefix, e.g. "blocks.0.attn.qkv"
+  std::map<std::string, AttnSpec> attn_specs;      // by prefix, e.g. "blocks.0.attn"
 
  private:
   const StateDict& sd_;

@@ -11,9 +11,6 @@
 
 namespace vs::nn {
 
-static std::atomic<ExecMode> g_mode{ExecMode::integer};
-void set_exec_mode(ExecMode m) { g_mode = m; }
-ExecMode exec_mode() { return g_mode; }
 
 QuantLinear::QuantLinear(Tensor codes, Tensor wscale, Tensor bias, int wbits, ActQuant act)
     : codes_(std::move(codes)), wscale_(std::move(wscale)), bias_(std::move(bias)), wbits_(wbits), act_(act) {
@@ -29,13 +26,11 @@ QuantLinear::QuantLinear(Tensor codes, Tensor wscale, Tensor bias, int wbits, Ac
   const int8_t* c = codes_.data<int8_t>();
   const int32_t lim = (1 << (wbits_ - 1)) - 1;
   wsum_ = Tensor({N}, DType::i32);
-  wdeq_ = Tensor({N, K});
   for (int64_t n = 0; n < N; ++n) {
     int32_t s = 0;
     for (int64_t k = 0; k < K; ++k) {
       check(std::abs(c[n * K + k]) <= lim, "QuantLinear: weight code out of the " + std::to_string(wbits_) + "-bit range");
       s += c[n * K + k];
-      wdeq_.f32()[n * K + k] = float(c[n * K + k]) * wscale_.f32()[n];
     }
     wsum_.data<int32_t>()[n] = s;
   }
@@ -59,32 +54,29 @@ std::unique_ptr<QuantLinear> QuantLinear::from_dense(const DenseLinear& d, const
 
 void QuantLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) const {
   const int64_t N = out_features(), K = in_features();
-  const float* bias = bias_.defined() ? bias_.f32() : nullptr;
-  if (exec_mode() == ExecMode::simulated) {
-    Tensor xq({M, K});
-    if (act_.dynamic) {
-      Tensor q({M, K}, DType::u8), s({M}), z({M}, DType::i32);
-      kernels::quantize_u8_per_row(x, q.data<uint8_t>(), M, K, act_.bits, s.f32(), z.data<int32_t>());
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t k = 0; k < K; ++k)
-          xq.f32()[m * K + k] = float(int32_t(q.data<uint8_t>()[m * K + k]) - z.data<int32_t>()[m]) * s.f32()[m];
-    } else {
-      kernels::fake_quantize_u8(x, xq.f32(), M * K, act_.scale, act_.zero, act_.bits);
-    }
-    kernels::linear_f32(xq.f32(), wdeq_.f32(), bias, y, M, N, K, ep);
-    return;
-  }
-  Tensor q = Tensor::empty({M, K}, DType::u8);
-  if (act_.dynamic) {
-    Tensor s({M}), z({M}, DType::i32);
+  Tensor q = Tensor::empty({M, K}, DType::u8), acc = Tensor::empty({M, N}, DType::i32);
+  kernels::Dequant d;
+  d.b_scale = wscale_.f32();
+  d.b_per_col = true;
+  d.bias = bias_.defined() ? bias_.f32() : nullptr;
+  d.ep = ep;
+  Tensor s, z;
+  const kernels::IntGemm g{1, M, N, K, true};
+  if (act_.dynamic) {  // per-token zero points: subtracted after the GEMM (z[m] * sum of row n)
+    s = Tensor::empty({M});
+    z = Tensor::empty({M}, DType::i32);
     kernels::quantize_u8_per_row(x, q.data<uint8_t>(), M, K, act_.bits, s.f32(), z.data<int32_t>());
-    kernels::linear_u8s8_per_row(q.data<uint8_t>(), z.data<int32_t>(), s.f32(), codes_.data<int8_t>(),
-                                 wscale_.f32(), wsum_.data<int32_t>(), bias, y, M, N, K, ep);
+    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine());
+    d.a_scale = s.f32();
+    d.a_per_row = true;
+    d.a_zero_rows = z.data<int32_t>();
+    d.b_sums = wsum_.data<int32_t>();
   } else {
-    kernels::quantize_u8(x, q.data<uint8_t>(), M * K, act_.scale, act_.zero, act_.bits);
-    kernels::linear_u8s8(q.data<uint8_t>(), act_.zero, act_.scale, codes_.data<int8_t>(), wscale_.f32(),
-                         bias, y, M, N, K, ep);
+    kernels::quantize_u8(x, q.data<uint8_t>(), M, K, K, act_.scale, act_.zero, act_.bits);
+    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), act_.zero, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine());
+    d.a_scale = &act_.scale;
   }
+  kernels::dequantize_acc(acc.data<int32_t>(), M, N, d, y, N);
 }
 
 std::string QuantLinear::kind() const {
@@ -100,7 +92,13 @@ int64_t QuantLinear::bytes() const {
   return code_bytes + 4 * (wscale_.numel() + (bias_.defined() ? bias_.numel() : 0)) + (act_.dynamic ? 0 : 8);
 }
 
-Tensor QuantLinear::dequantized_weight() const { return wdeq_; }
+Tensor QuantLinear::dequantized_weight() const {
+  const int64_t N = codes_.dim(0), K = codes_.dim(1);
+  Tensor w({N, K});
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) w.f32()[n * K + k] = float(codes_.data<int8_t>()[n * K + k]) * wscale_.f32()[n];
+  return w;
+}
 
 // On disk: PREFIX.qweight (I8 [out, in], or U8 [out, ceil(in/2)] two int4 codes per byte),
 // PREFIX.wscale [out], PREFIX.bias, and for static activations PREFIX.ascale [1] and

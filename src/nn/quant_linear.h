@@ -1,21 +1,20 @@
 // QuantLinear: a Linear whose weights are stored as integer codes (int8, or int4 packed two per
 // byte on disk) with one scale per output channel (symmetric), and whose input is quantised to
 // u8 codes (asymmetric) - statically with a calibrated scale / zero point, or dynamically per
-// token. It runs as a real integer GEMM (oneDNN u8 x s8 -> s32 -> fused dequantisation), or, in
-// ExecMode::simulated, as the same arithmetic in float (fake quantisation) for cross-checking.
+// token. It runs as a real integer GEMM (oneDNN u8 x s8 -> s32, then one dequantisation pass with
+// bias and GELU fused), or, in ExecMode::simulated, with the same integers computed in float
+// (fake quantisation); the two give bit-identical outputs (nn/exec_mode.h).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "nn/exec_mode.h"
 #include "nn/linear.h"
 #include "nn/params.h"
 
 namespace vs::nn {
 
-enum class ExecMode { integer, simulated };
-void set_exec_mode(ExecMode m);  // process-wide; default integer
-ExecMode exec_mode();
 
 struct ActQuant {
   int bits = 8;          // 2..8
@@ -51,7 +50,6 @@ class QuantLinear final : public Linear {
 
  private:
   Tensor codes_, wscale_, bias_, wsum_;  // wsum_: per-row sum of codes (zero-point correction)
-  Tensor wdeq_;                          // dequantised weights, for ExecMode::simulated
   int wbits_;
   ActQuant act_;
 };

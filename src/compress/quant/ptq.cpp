@@ -6,6 +6,7 @@
 #include "compress/capture.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "kernels/attention.h"
 #include "kernels/gemm_int8.h"
 #include "io/preprocess.h"
 #include "nn/quant_linear.h"
@@ -17,6 +18,56 @@ bool is_edge(const std::string& name) {
   return name == "patch_embed.proj" || name == "head" || name == "head_dist";
 }
 
+// Calibration statistics of one attention module's operands.
+struct AttnObservers {
+  nn::Attention* attn = nullptr;
+  ActObserver q, k, v, p;
+
+  // qkv: the qkv projection's output [B*N, qkv_width] for B images of N tokens.
+  void observe(const float* qkv, int64_t rows, int64_t N) {
+    const auto& hl = attn->heads;
+    const int64_t B = rows / N, ld = hl.qkv_width(), qk = hl.qk_total(), vt = hl.v_total();
+    std::vector<float> part;
+    auto take = [&](ActObserver& o, int64_t col0, int64_t width) {
+      part.resize(size_t(rows * width));
+      for (int64_t r = 0; r < rows; ++r)
+        std::copy(qkv + r * ld + col0, qkv + r * ld + col0 + width, part.begin() + r * width);
+      o.observe(part.data(), rows, width);
+    };
+    take(q, 0, qk);
+    take(k, qk, qk);
+    take(v, 2 * qk, vt);
+    std::vector<float> probs(size_t(B * N * N));
+    for (int64_t h = 0; h < int64_t(hl.qk_dim.size()); ++h) {
+      if (hl.v_dim[size_t(h)] == 0) continue;
+      kernels::attention_probs_f32(qkv, probs.data(), B, N, hl, attn->scale, h);
+      p.observe(probs.data(), B * N, N);
+    }
+  }
+};
+
+// The attention quantisation of one module from its calibration statistics.
+kernels::AttnQuant attn_quant(const AttnObservers& o, const PtqSettings& s) {
+  kernels::AttnQuant a;
+  if (s.qk_bits < 16) {
+    a.q_bits = s.qk_bits;
+    a.k_bits = std::min(s.qk_bits, kernels::int8_exact_weight_bits(s.qk_bits));  // k is the s8 side
+    QParams q = o.q.finalize(a.q_bits, false, s.act_observer, s.percentile);
+    a.q_scale = q.scale[0];
+    a.q_zero = q.zero[0];
+    a.k_scale = o.k.finalize(a.k_bits, true, s.act_observer, s.percentile).scale[0];
+  }
+  if (s.prob_bits < 16) {
+    a.p_bits = s.prob_bits;
+    a.v_bits = std::min(s.qk_bits < 16 ? s.qk_bits : s.abits, kernels::int8_exact_weight_bits(s.prob_bits));
+    QParams p = o.p.finalize(a.p_bits, false, s.act_observer, s.percentile);
+    check(p.zero[0] == 0, "attention probabilities: expected a zero point of 0 (probabilities are >= 0)");
+    a.p_scale = p.scale[0];
+    a.v_scale = o.v.finalize(a.v_bits, true, s.act_observer, s.percentile).scale[0];
+  }
+  return a;
+}
+
 }  // namespace
 
 nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
@@ -24,6 +75,8 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
   check_bits(s.wbits);
   check_bits(s.abits);
   check_bits(s.edge_bits);
+  check_bits(s.qk_bits);
+  check_bits(s.prob_bits);
   check(s.dynamic || !calib_images.empty(), "static quantisation needs calibration images (--calib)");
   auto layers = model.linears();
   auto keep = [&](const std::string& name) {
@@ -37,10 +90,20 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     check(dynamic_cast<nn::DenseLinear*>(slot->get()) != nullptr,
           "layer '" + name + "' is already quantised; quantise the float model");
 
-  // 1. Calibration: observe every Linear's input over the calibration images.
+  // 1. Calibration: observe every Linear's input, and the attention operands (from the qkv
+  // projections' outputs), over the calibration images.
   std::map<std::string, ActObserver> observers;
+  std::map<std::string, AttnObservers> attn_obs;  // by qkv layer name
+  const bool quant_attn = !s.dynamic && (s.qk_bits < 16 || s.prob_bits < 16);
+  if (quant_attn)
+    for (size_t i = 0; i < model.blocks.size(); ++i)
+      attn_obs["blocks." + std::to_string(i) + ".attn.qkv"].attn = &model.blocks[i].attn;
   if (!s.dynamic) {
-    compress::Capture cap(model, [&](const compress::Captured& c) { observers.at(c.name).observe(c.x, c.rows, c.in); });
+    const int64_t N = model.cfg.num_tokens();
+    compress::Capture cap(model, [&](const compress::Captured& c) {
+      observers.at(c.name).observe(c.x, c.rows, c.in);
+      if (auto it = attn_obs.find(c.name); it != attn_obs.end()) it->second.observe(c.y, c.rows, N);
+    });
     for (auto& n : cap.names()) observers[n];  // made up front: the callback only looks up
     Progress bar("calibrate", int64_t(calib_images.size()));
     for (size_t i = 0; i < calib_images.size(); i += size_t(s.batch)) {
@@ -80,6 +143,17 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     *slot = nn::QuantLinear::from_dense(*dense, Tensor::from({w.dim(0)}, wq.scale), wb, act);
     per_layer[name] = {{"wbits", wb}, {"abits", ab}, {"dynamic", dyn}};
   }
+
+  // 3. Attention operands.
+  nlohmann::json per_attn = nlohmann::json::object();
+  for (auto& [qkv_name, o] : attn_obs) {
+    const std::string name = qkv_name.substr(0, qkv_name.size() - 4);  // "blocks.N.attn"
+    const kernels::AttnQuant& a = o.attn->quant = attn_quant(o, s);
+    per_attn[name] = {{"q_bits", a.q_bits}, {"k_bits", a.k_bits}, {"v_bits", a.v_bits}, {"p_bits", a.p_bits}};
+  }
+  std::vector<std::string> float_points{"LayerNorm", "GELU", "softmax input", "residual adds"};
+  if (s.dynamic || s.qk_bits >= 16) float_points.insert(float_points.begin(), "attention q, k");
+  if (s.dynamic || s.prob_bits >= 16) float_points.insert(float_points.begin(), "attention v, probabilities");
   return {{"method", s.dynamic ? "dynamic" : "static"},
           {"requested", {{"wbits", s.wbits}, {"abits", s.abits}, {"edge_bits", s.edge_bits}}},
           {"cpu_vnni", kernels::cpu_has_vnni()},
@@ -87,9 +161,10 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
           {"activations",
            {{"granularity", s.dynamic ? "token" : "tensor"}, {"symmetric", false},
             {"observer", s.dynamic ? "runtime" : observer_name(s.act_observer)}}},
-          {"float_points", {"attention q/k/v", "softmax probabilities", "LayerNorm", "GELU", "residual adds"}},
+          {"float_points", float_points},
           {"calibration_images", s.dynamic ? 0 : int64_t(calib_images.size())},
-          {"layers", per_layer}};
+          {"layers", per_layer},
+          {"attention", per_attn}};
 }
 
 }  // namespace vs::quant

@@ -5,7 +5,9 @@
 // patch_embed.proj, blocks.N.attn.qkv / attn.proj / mlp.fc1 / mlp.fc2, head (and head_dist).
 // Weights: symmetric, per output channel. Activations: asymmetric u8, per tensor (static,
 // calibrated on the calibration images only) or per token (dynamic).
-// Not covered yet: the attention operands q, k, v and the softmax probabilities stay float.
+// Static mode also quantises the attention operands of every block (nn::Attention::quant): q
+// (u8), k and v (s8) per tensor at qk_bits, and the softmax probabilities (u8, zero point 0) at
+// prob_bits; 16 leaves them float. Dynamic mode leaves attention float.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -19,6 +21,8 @@ namespace vs::quant {
 struct PtqSettings {
   int wbits = 8, abits = 8;
   int edge_bits = 8;           // patch_embed.proj and head: 8 bit, as customary
+  int qk_bits = 8;             // attention q, k, v (16 = float)
+  int prob_bits = 8;           // attention probabilities (16 = float)
   bool dynamic = false;        // per-token activation scales at run time, no calibration
   Observer weight_observer = Observer::mse;
   Observer act_observer = Observer::minmax;
