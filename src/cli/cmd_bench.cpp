@@ -35,7 +35,7 @@ void add_bench(CLI::App& app) {
                       {"images_per_s", r.images_per_s}, {"peak_rss_bytes", r.peak_rss_bytes}});
     }
     if (!a->json.empty())
-      write_json(a->json, {{"model", a->path}, {"params", m.num_params()},
+      write_json(a->json, {{"model", a->path}, {"params", m.num_params()}, {"quantized", quantized_points(m)},
                            {"bytes", m.param_bytes()}, {"runs", runs}});
   });
 }

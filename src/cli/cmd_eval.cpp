@@ -32,7 +32,7 @@ void add_eval(CLI::App& app) {
     if (!a->report.empty())
       write_json(a->report, {{"model", a->path}, {"data", a->data}, {"split", a->split},
                              {"top1", r.top1}, {"top5", r.top5}, {"images", r.images},
-                             {"seconds", r.seconds}, {"batch", a->batch}});
+                             {"seconds", r.seconds}, {"batch", a->batch}, {"quantized", quantized_points(m)}});
   });
 }
 

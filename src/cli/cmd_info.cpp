@@ -29,6 +29,17 @@ void add_info(CLI::App& app) {
       fmt::print("{:<26} {:<8} {:>6} {:>6} {:>10} {:>12}\n", name, l.kind(), l.in_features(),
                  l.out_features(), l.num_params(), l.bytes());
     }
+    bool any_attn = false;
+    for (auto& b : m.blocks) any_attn = any_attn || b.attn.quant.any();
+    if (any_attn) {
+      auto bits = [](int b) { return b < 16 ? std::to_string(b) : std::string("float"); };
+      fmt::print("\n{:<26} {:>6} {:>6} {:>6} {:>6}\n", "attention (bits)", "q", "k", "v", "probs");
+      for (size_t i = 0; i < m.blocks.size(); ++i) {
+        const auto& q = m.blocks[i].attn.quant;
+        fmt::print("{:<26} {:>6} {:>6} {:>6} {:>6}\n", "blocks." + std::to_string(i) + ".attn", bits(q.q_bits),
+                   bits(q.k_bits), bits(q.v_bits), bits(q.p_bits));
+      }
+    }
   });
 }
 

@@ -31,6 +31,23 @@ void write_json(const std::string& path, const nlohmann::json& j) {
   write_atomic(path, [&](std::ostream& f) { f << j.dump(2) << "\n"; });
 }
 
+nlohmann::json quantized_points(models::ViT& m) {
+  nlohmann::json linear = nlohmann::json::object();
+  for (auto& [name, layer] : m.linears()) {
+    std::string k = (*layer)->kind();
+    linear[k] = linear.value(k, 0) + 1;
+  }
+  auto bits = [](int b) { return b < 16 ? nlohmann::json(b) : nlohmann::json("float"); };
+  nlohmann::json attn = "float";
+  if (!m.blocks.empty() && m.blocks[0].attn.quant.any()) {
+    const auto& q = m.blocks[0].attn.quant;
+    attn = {{"q", bits(q.q_bits)}, {"k", bits(q.k_bits)}, {"v", bits(q.v_bits)}, {"probabilities", bits(q.p_bits)}};
+  }
+  return {{"execution", nn::exec_mode() == nn::ExecMode::integer ? "integer" : "simulated"},
+          {"linear", linear},
+          {"attention", attn}};
+}
+
 std::string human_bytes(int64_t b) {
   if (b >= (int64_t(1) << 20)) return fmt::format("{:.2f} MiB", double(b) / double(1 << 20));
   if (b >= 1024) return fmt::format("{:.1f} KiB", double(b) / 1024.0);

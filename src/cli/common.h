@@ -21,5 +21,9 @@ models::ViT open_model(const ModelArgs& a);
 // Writes JSON atomically (temporary file + rename).
 void write_json(const std::string& path, const nlohmann::json& j);
 std::string human_bytes(int64_t b);
+// What is quantised in the loaded model, read from its layers: {"execution": "integer" |
+// "simulated", "linear": {"w8a8": 48, ...}, "attention": {"q/k": 8, "v": 8, "probabilities": 8}
+// (block 0's; "float" where not quantised)}. Every report carries it.
+nlohmann::json quantized_points(models::ViT& m);
 
 }  // namespace vs::cli

@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""The post-training quantisation table of the README: quantise ViT-Ti with each setting,
+evaluate it on the eval split with integer execution, and print top-1 / top-5 / file size /
+time to quantise (a benchmark program, not a test; it takes a while: about a minute per row on
+a quiet 2-core machine).
+
+  bench/ptq_table.py [--rows all|quick] [--json out/ptq_table.json] [--simulate-too]
+
+Every row is a `vitshrink quantize` command line followed by `vitshrink eval`; the commands are
+printed and stored in the JSON so that any number can be reproduced by hand.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(REPO, "..", "shared")
+MODEL = os.path.join(SHARED, "models", "vit_tiny_patch16_224.augreg_in21k_ft_in1k")
+DATA = os.path.join(SHARED, "data", "imagenet-sample")
+
+# name, quantize flags (None: the FP32 model itself)
+ROWS = [
+    ("FP32", None),
+    ("dynamic int8 (per-token activations; attention float)", ["--wbits", "8", "--abits", "8", "--dynamic"]),
+    ("W8A8, act mse, fc2 inputs per token (main job)", ["--wbits", "8", "--abits", "8", "--act-observer", "mse", "--dynamic-for", "mlp.fc2"]),
+    ("W8A8, act minmax, fc2 inputs per token", ["--wbits", "8", "--abits", "8", "--act-observer", "minmax", "--dynamic-for", "mlp.fc2"]),
+    ("W8A8, act mse, every input per tensor", ["--wbits", "8", "--abits", "8", "--act-observer", "mse"]),
+    ("W8A8, act minmax, every input per tensor", ["--wbits", "8", "--abits", "8", "--act-observer", "minmax"]),
+    ("W6A6, act minmax", ["--wbits", "6", "--abits", "6", "--act-observer", "minmax"]),
+    ("W6A6, act percentile", ["--wbits", "6", "--abits", "6", "--act-observer", "percentile"]),
+    ("W6A6, act mse", ["--wbits", "6", "--abits", "6", "--act-observer", "mse"]),
+    ("W4A4, act minmax", ["--wbits", "4", "--abits", "4", "--act-observer", "minmax"]),
+    ("W4A4, act percentile", ["--wbits", "4", "--abits", "4", "--act-observer", "percentile"]),
+    ("W4A4, act mse", ["--wbits", "4", "--abits", "4", "--act-observer", "mse"]),
+]
+QUICK = {"FP32", "W8A8, act mse, fc2 inputs per token (main job)"}
+
+
+def run(cmd):
+    print("  $ " + " ".join(cmd), flush=True)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+    return p.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vitshrink", default=os.path.join(REPO, "build", "vitshrink"))
+    ap.add_argument("--rows", choices=["all", "quick"], default="all")
+    ap.add_argument("--json", default=os.path.join(REPO, "out", "ptq_table.json"))
+    ap.add_argument("--workdir", default=os.path.join(REPO, "out", "ptq_table"))
+    ap.add_argument("--threads", default="2")
+    ap.add_argument("--simulate-too", action="store_true", help="also evaluate each model with --simulate")
+    args = ap.parse_args()
+    if not os.path.isfile(os.path.join(MODEL, "model.safetensors")):
+        sys.exit(f"{MODEL}: not found (../shared)")
+    os.makedirs(args.workdir, exist_ok=True)
+    fp32_bytes = os.path.getsize(os.path.join(MODEL, "model.safetensors"))
+    results = []
+    for name, flags in ROWS:
+        if args.rows == "quick" and name not in QUICK:
+            continue
+        print(f"== {name}", flush=True)
+        path, qcmd, qsec = MODEL, None, None
+        if flags is not None:
+            path = os.path.join(args.workdir, str(len(results)))
+            qcmd = [args.vitshrink, "quantize", MODEL, *flags, "--threads", args.threads, "--out", path]
+            if "--dynamic" not in flags:
+                qcmd += ["--calib", DATA, "--split", os.path.join(DATA, "calib.txt")]
+            t0 = time.time()
+            run(qcmd)
+            qsec = time.time() - t0
+        row = {"name": name, "quantize": qcmd, "quantize_seconds": qsec,
+               "bytes": os.path.getsize(os.path.join(path, "model.safetensors"))}
+        for mode in (["integer", "simulated"] if args.simulate_too and flags else ["integer"]):
+            rep = os.path.join(args.workdir, f"{len(results)}_{mode}.json")
+            ecmd = [args.vitshrink, "eval", path, "--data", DATA, "--split", os.path.join(DATA, "eval.txt"),
+                    "--threads", args.threads, "--report", rep] + (["--simulate"] if mode == "simulated" else [])
+            run(ecmd)
+            with open(rep) as f:
+                r = json.load(f)
+            row[mode] = {"top1": r["top1"], "top5": r["top5"], "eval": ecmd, "quantized": r.get("quantized")}
+            print(f"   {mode}: top-1 {r['top1']:.2f}  top-5 {r['top5']:.2f}", flush=True)
+        results.append(row)
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json + ".tmp", "w") as f:
+            json.dump({"load_avg": os.getloadavg(), "rows": results}, f, indent=2)
+        os.replace(args.json + ".tmp", args.json)
+
+    print(f"\n| setting | top-1 | top-5 |{' simulated top-1 |' if args.simulate_too else ''} file bytes (% of FP32) | quantise s |")
+    print(f"|---|---|---|{'---|' if args.simulate_too else ''}---|---|")
+    for r in results:
+        sim = ""
+        if args.simulate_too:
+            sim = f" {r['simulated']['top1']:.2f} |" if "simulated" in r else " |"
+        qs = f"{r['quantize_seconds']:.0f}" if r["quantize_seconds"] else ""
+        print(f"| {r['name']} | {r['integer']['top1']:.2f} | {r['integer']['top5']:.2f} |{sim} "
+              f"{r['bytes']:,} ({100 * r['bytes'] / fp32_bytes:.1f} %) | {qs} |")
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
