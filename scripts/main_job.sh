@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vitshrink's main job on the default model (ViT-Ti from ../shared): FP32 accuracy and latency,
-# quantisation to W8A8 (integer Linear layers, calibrated on calib.txt; fc2 inputs per token),
-# the same measurements,
+# quantisation to W8A8 (every Linear layer and the attention products q.k^T and P.v in integer
+# arithmetic, calibrated on calib.txt; fc2 inputs per token), the same measurements,
 # and a side-by-side summary. Results land in out/ (JSON reports and the quantised model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ echo "== FP32: accuracy on $DATA/eval.txt"
 $VS eval "$MODEL" --data "$DATA" --split "$DATA/eval.txt" --threads "$THREADS" --report out/fp32_eval.json
 echo "== W8A8: quantise (calibration: $DATA/calib.txt)"
 $VS quantize "$MODEL" --wbits 8 --abits 8 --act-observer mse --dynamic-for mlp.fc2 --calib "$DATA" --split "$DATA/calib.txt" --threads "$THREADS" --out out/vit_tiny_w8a8
-echo "== W8A8: accuracy (integer execution)"
+echo "== W8A8: accuracy (integer execution: Linear layers and attention products)"
 $VS eval out/vit_tiny_w8a8 --data "$DATA" --split "$DATA/eval.txt" --threads "$THREADS" --report out/w8a8_eval.json
 echo "== latency, batch 1, $THREADS threads"
 $VS bench "$MODEL" --batch 1 --threads "$THREADS" --json out/fp32_bench.json

@@ -27,13 +27,16 @@ static std::string describe_attention(const nlohmann::json& section) {
 void add_quantize(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "quantize",
-      "Post-training quantisation to integer Linear layers (weights per channel, activations per\n"
-      "tensor calibrated on --calib, or per token with --dynamic); writes a model folder that\n"
-      "eval / classify / bench / info load directly. patch_embed and head use --edge-bits (8).");
+      "Post-training quantisation with integer execution: every Linear layer (weights per output\n"
+      "channel, symmetric; inputs u8 per tensor, calibrated on --calib, or per token) and, in static\n"
+      "mode, the attention products q.k^T and P.v (q, k, v and the softmax probabilities per\n"
+      "tensor). Writes a model folder that eval / classify / bench / info load directly.\n"
+      "patch_embed and head use --edge-bits (8). Any point can stay float: --keep-float LAYER,\n"
+      "--attn-bits 16, --prob-bits 16.");
   struct Args : ModelArgs {
     int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
     bool dynamic = false;
-    std::string calib, split, out, wobs = "mse", aobs = "minmax";
+    std::string method = "static", calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
     std::vector<std::string> keep_float, dynamic_for;
   };
@@ -49,7 +52,11 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--prob-bits", a->prob_bits,
                   "bits of the softmax probabilities (2..8, 16 = float; default --abits)")
       ->check(CLI::Range(2, 8) | CLI::IsMember({16}));
-  cmd->add_flag("--dynamic", a->dynamic, "per-token activation scales at run time (no calibration)");
+  cmd->add_option("--method", a->method,
+                  "static: activation ranges calibrated on --calib (default); dynamic: per-token\n"
+                  "activation scales computed at run time, no calibration, attention left float")
+      ->check(CLI::IsMember({"static", "dynamic"}));
+  cmd->add_flag("--dynamic", a->dynamic, "same as --method dynamic");
   cmd->add_option("--weight-observer", a->wobs, "minmax | percentile | mse (per output channel)")
       ->check(CLI::IsMember({"minmax", "percentile", "mse"}));
   cmd->add_option("--act-observer", a->aobs, "minmax | percentile | mse (per tensor)")
@@ -63,6 +70,7 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
   cmd->add_option("--out", a->out, "output model folder")->required();
   cmd->callback([a] {
+    a->dynamic = a->dynamic || a->method == "dynamic";
     auto m = open_model(*a);
     quant::PtqSettings s;
     s.wbits = a->wbits;

@@ -29,7 +29,8 @@ QuantLinear::QuantLinear(Tensor codes, Tensor wscale, Tensor bias, int wbits, Ac
   for (int64_t n = 0; n < N; ++n) {
     int32_t s = 0;
     for (int64_t k = 0; k < K; ++k) {
-      check(std::abs(c[n * K + k]) <= lim, "QuantLinear: weight code out of the " + std::to_string(wbits_) + "-bit range");
+      if (std::abs(c[n * K + k]) > lim)  // (no check(): its message would be built per element)
+        throw Error("QuantLinear: weight code out of the " + std::to_string(wbits_) + "-bit range");
       s += c[n * K + k];
     }
     wsum_.data<int32_t>()[n] = s;
