@@ -40,9 +40,9 @@ void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols,
     const float* xr = x + r * cols;
     float lo = 0.f, hi = 0.f;  // the range always includes 0, so 0 is exact
 #pragma omp simd reduction(min : lo) reduction(max : hi)
-    for (int64_t c = 0; c < cols; ++c) {
-      lo = std::min(lo, xr[c]);
-      hi = std::max(hi, xr[c]);
+    for (int64_t c = 0; c < cols; ++c) {  // (std::min / std::max do not vectorise here)
+      lo = xr[c] < lo ? xr[c] : lo;
+      hi = xr[c] > hi ? xr[c] : hi;
     }
     float s = hi > lo ? (hi - lo) / float(qmax) : 1.f;
     int32_t z = std::clamp(int32_t(std::nearbyint(-lo / s)), 0, qmax);
