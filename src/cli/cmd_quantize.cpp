@@ -36,7 +36,7 @@ void add_quantize(CLI::App& app) {
   struct Args : ModelArgs {
     int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
     bool dynamic = false;
-    std::string method = "static", calib, split, out, wobs = "mse", aobs = "minmax";
+    std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
     std::vector<std::string> keep_float, dynamic_for;
   };
@@ -52,6 +52,11 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--prob-bits", a->prob_bits,
                   "bits of the softmax probabilities (2..8, 16 = float; default --abits)")
       ->check(CLI::Range(2, 8) | CLI::IsMember({16}));
+  cmd->add_option("--prob-quantizer", a->probs,
+                  "quantizer of the softmax probabilities: uniform | log2 (base 2) | logsqrt2 (base sqrt 2)\n"
+                  "| agq (PTQ4SAM's adaptive granularity: base 2^(1/tau), tau in {1,2,4} per module);\n"
+                  "log2 scales and tau are searched to minimise ||Q(A)V - AV|| on calibration images")
+      ->check(CLI::IsMember({"uniform", "log2", "logsqrt2", "agq"}));
   cmd->add_option("--method", a->method,
                   "static: activation ranges calibrated on --calib (default); dynamic: per-token\n"
                   "activation scales computed at run time, no calibration, attention left float")
@@ -78,6 +83,7 @@ void add_quantize(CLI::App& app) {
     s.edge_bits = a->edge_bits;
     s.qk_bits = a->attn_bits < 0 ? a->abits : a->attn_bits;
     s.prob_bits = a->prob_bits < 0 ? a->abits : a->prob_bits;
+    s.prob_quantizer = quant::parse_prob_quantizer(a->probs);
     s.dynamic = a->dynamic;
     s.weight_observer = quant::parse_observer(a->wobs);
     s.act_observer = quant::parse_observer(a->aobs);
@@ -108,6 +114,12 @@ void add_quantize(CLI::App& app) {
     fmt::print("quantized {} -> {}: W{}A{}{} ({} layers), {} -> {} of parameters\n", a->path, a->out,
                a->wbits, a->abits, a->dynamic ? " dynamic" : "", section["layers"].size(),
                human_bytes(before), human_bytes(m.param_bytes()));
+    if (s.prob_quantizer != quant::ProbQuantizer::uniform && !a->dynamic) {
+      fmt::print("probability quantizer {} ({}-bit), tau per attention module:", quant::prob_quantizer_name(s.prob_quantizer),
+                 s.prob_bits);
+      for (auto& [name, at] : section["attention"].items()) fmt::print(" {}", at["p_tau"].get<int>());
+      fmt::print("\n");
+    }
     fmt::print("integer points: inputs and weights of every Linear ({}-bit patch_embed/head){}; float: {}\n",
                a->edge_bits, describe_attention(section), fmt::join(section["float_points"].get<std::vector<std::string>>(), ", "));
   });

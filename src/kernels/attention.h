@@ -28,8 +28,12 @@ void attention_f32(const float* qkv, float* out, int64_t B, int64_t N, const Hea
 // (p^ = code * p_scale). q k^T and P v then run as integer GEMMs (kernels/gemm_int8.h) with
 // int32 results. bits 16 leaves a point in float; the two operands of a product are quantised
 // together or not at all (q with k, p with v), so each product is integer or float as a whole.
+// Probabilities: uniform (p_tau 0: p^ = code * p_scale) or log2 with base 2^(1/p_tau), p_tau in
+// {1, 2, 4} (p^ = p_scale * 2^(-code / p_tau), kernels/log2_quant.h; P v then runs as two u8 x s8
+// GEMMs on the high and low bytes of the 16-bit fixed-point levels).
 struct AttnQuant {
   int q_bits = 16, k_bits = 16, v_bits = 16, p_bits = 16;
+  int p_tau = 0;
   float q_scale = 1.f, k_scale = 1.f, v_scale = 1.f, p_scale = 1.f;
   int32_t q_zero = 0;
   bool any() const { return q_bits < 16 || p_bits < 16; }

@@ -69,7 +69,7 @@ static QuantSpecs quantized_layers(const nlohmann::json& j, const std::string& p
     if (q.contains("attention"))
       for (auto& [name, a] : q.at("attention").items())
         out.attention[name] = {a.at("q_bits").get<int>(), a.at("k_bits").get<int>(), a.at("v_bits").get<int>(),
-                               a.at("p_bits").get<int>()};
+                               a.at("p_bits").get<int>(), a.value("p_tau", 0)};
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": malformed \"quantization\" section (" + e.what() + ")");
   }

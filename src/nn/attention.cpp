@@ -19,6 +19,9 @@ static kernels::AttnQuant load_attn_quant(ParamReader& p, const std::string& pre
   q.k_bits = spec.k_bits;
   q.v_bits = spec.v_bits;
   q.p_bits = spec.p_bits;
+  q.p_tau = spec.p_tau;
+  check(q.p_tau == 0 || q.p_tau == 1 || q.p_tau == 2 || q.p_tau == 4,
+        p.source() + ": '" + prefix + "': p_tau must be 0 (uniform), 1, 2 or 4");
   for (int b : {q.q_bits, q.k_bits, q.v_bits, q.p_bits})
     check((b >= 2 && b <= 8) || b == 16, p.source() + ": attention bits of '" + prefix + "' must be 2..8 or 16");
   check((q.q_bits < 16) == (q.k_bits < 16) && (q.v_bits < 16) == (q.p_bits < 16),

@@ -21,6 +21,7 @@ struct LinearSpec {
 // "quantization" section, like LinearSpec.
 struct AttnSpec {
   int q_bits = 16, k_bits = 16, v_bits = 16, p_bits = 16;
+  int p_tau = 0;  // probabilities: 0 uniform, 1/2/4 log2 with base 2^(1/p_tau)
 };
 
 class ParamReader {

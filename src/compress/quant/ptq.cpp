@@ -4,6 +4,7 @@
 #include <map>
 
 #include "compress/capture.h"
+#include "compress/quant/agq.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/attention.h"
@@ -18,10 +19,14 @@ bool is_edge(const std::string& name) {
   return name == "patch_embed.proj" || name == "head" || name == "head_dist";
 }
 
-// Calibration statistics of one attention module's operands.
+// Calibration statistics of one attention module's operands, and for the probability
+// quantizer's search a sample of its probabilities and values (first kSampleImages images).
+constexpr int64_t kSampleImages = 8;
 struct AttnObservers {
   nn::Attention* attn = nullptr;
   ActObserver q, k, v, p;
+  AttnSample sample;
+  int64_t images = 0;
 
   // qkv: the qkv projection's output [B*N, qkv_width] for B images of N tokens.
   void observe(const float* qkv, int64_t rows, int64_t N) {
@@ -38,16 +43,29 @@ struct AttnObservers {
     take(k, qk, qk);
     take(v, 2 * qk, vt);
     std::vector<float> probs(size_t(B * N * N));
-    for (int64_t h = 0; h < int64_t(hl.qk_dim.size()); ++h) {
-      if (hl.v_dim[size_t(h)] == 0) continue;
+    const int64_t keep = std::min(B, kSampleImages - images);
+    sample.N = N;
+    for (int64_t h = 0, voff = 0; h < int64_t(hl.qk_dim.size()); voff += hl.v_dim[size_t(h)], ++h) {
+      const int64_t dv = hl.v_dim[size_t(h)];
+      if (dv == 0) continue;
       kernels::attention_probs_f32(qkv, probs.data(), B, N, hl, attn->scale, h);
       p.observe(probs.data(), B * N, N);
+      for (int64_t b = 0; b < keep; ++b) {
+        sample.probs.emplace_back(probs.begin() + b * N * N, probs.begin() + (b + 1) * N * N);
+        std::vector<float> vh(size_t(N * dv));
+        for (int64_t t = 0; t < N; ++t)
+          std::copy(qkv + (b * N + t) * ld + 2 * qk + voff, qkv + (b * N + t) * ld + 2 * qk + voff + dv,
+                    vh.begin() + t * dv);
+        sample.v.push_back(std::move(vh));
+      }
     }
+    images += keep;
   }
 };
 
-// The attention quantisation of one module from its calibration statistics.
-kernels::AttnQuant attn_quant(const AttnObservers& o, const PtqSettings& s) {
+// The attention quantisation of one module from its calibration statistics; `report` gets the
+// probability quantizers' errors ||Q(A) V - A V||^2 on the sample.
+kernels::AttnQuant attn_quant(const AttnObservers& o, const PtqSettings& s, nlohmann::json& report) {
   kernels::AttnQuant a;
   if (s.qk_bits < 16) {
     a.q_bits = s.qk_bits;
@@ -63,6 +81,19 @@ kernels::AttnQuant attn_quant(const AttnObservers& o, const PtqSettings& s) {
     QParams p = o.p.finalize(a.p_bits, false, s.act_observer, s.percentile);
     check(p.zero[0] == 0, "attention probabilities: expected a zero point of 0 (probabilities are >= 0)");
     a.p_scale = p.scale[0];
+    // Every candidate quantizer's error is measured (and reported); the setting picks one.
+    const double e_uniform = prob_error(o.sample, a.p_bits, {0, a.p_scale, 0});
+    auto per_tau = search_log2(o.sample, a.p_bits, {1, 2, 4});
+    ProbChoice agq = *std::min_element(per_tau.begin(), per_tau.end(),
+                                       [](const ProbChoice& x, const ProbChoice& y) { return x.error < y.error; });
+    report = {{"uniform", e_uniform}, {"log2", per_tau[0].error}, {"logsqrt2", per_tau[1].error},
+              {"agq", agq.error}, {"agq_tau", agq.tau}};
+    const ProbChoice pick = s.prob_quantizer == ProbQuantizer::log2       ? per_tau[0]
+                            : s.prob_quantizer == ProbQuantizer::logsqrt2 ? per_tau[1]
+                            : s.prob_quantizer == ProbQuantizer::agq      ? agq
+                                                                          : ProbChoice{0, a.p_scale, e_uniform};
+    a.p_tau = pick.tau;
+    a.p_scale = pick.scale;
     a.v_scale = o.v.finalize(a.v_bits, true, s.act_observer, s.percentile).scale[0];
   }
   return a;
@@ -148,8 +179,11 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
   nlohmann::json per_attn = nlohmann::json::object();
   for (auto& [qkv_name, o] : attn_obs) {
     const std::string name = qkv_name.substr(0, qkv_name.size() - 4);  // "blocks.N.attn"
-    const kernels::AttnQuant& a = o.attn->quant = attn_quant(o, s);
-    per_attn[name] = {{"q_bits", a.q_bits}, {"k_bits", a.k_bits}, {"v_bits", a.v_bits}, {"p_bits", a.p_bits}};
+    nlohmann::json errors;
+    const kernels::AttnQuant& a = o.attn->quant = attn_quant(o, s, errors);
+    per_attn[name] = {{"q_bits", a.q_bits}, {"k_bits", a.k_bits}, {"v_bits", a.v_bits}, {"p_bits", a.p_bits},
+                      {"p_tau", a.p_tau}};
+    if (!errors.is_null()) per_attn[name]["prob_error"] = errors;
   }
   std::vector<std::string> float_points{"LayerNorm", "GELU", "softmax input", "residual adds"};
   if (s.dynamic || s.qk_bits >= 16) float_points.insert(float_points.begin(), "attention q, k");
@@ -162,6 +196,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
            {{"granularity", s.dynamic ? "token" : "tensor"}, {"symmetric", false},
             {"observer", s.dynamic ? "runtime" : observer_name(s.act_observer)}}},
           {"float_points", float_points},
+          {"probabilities", prob_quantizer_name(s.prob_quantizer)},
           {"calibration_images", s.dynamic ? 0 : int64_t(calib_images.size())},
           {"layers", per_layer},
           {"attention", per_attn}};

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "compress/quant/agq.h"
 #include "compress/quant/observer.h"
 #include "models/vit.h"
 
@@ -23,6 +24,7 @@ struct PtqSettings {
   int edge_bits = 8;           // patch_embed.proj and head: 8 bit, as customary
   int qk_bits = 8;             // attention q, k, v (16 = float)
   int prob_bits = 8;           // attention probabilities (16 = float)
+  ProbQuantizer prob_quantizer = ProbQuantizer::uniform;  // compress/quant/agq.h
   bool dynamic = false;        // per-token activation scales at run time, no calibration
   Observer weight_observer = Observer::mse;
   Observer act_observer = Observer::minmax;

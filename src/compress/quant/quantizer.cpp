@@ -3,6 +3,8 @@
 // threads once a tensor is big enough to pay for the fork.
 #include "compress/quant/quantizer.h"
 
+#include "kernels/log2_quant.h"
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -129,69 +131,14 @@ bool range_params(float lo, float hi, int bits, bool symmetric, float& scale, in
 }
 
 // ---- log2 -----------------------------------------------------------------------------------
+// Codes come from kernels/log2_quant.h (the same function quantised attention runs); levels:
+// x^ = s * 2^(-c / tau), level[cmax] = 0.
 
-// For base 2^(1/tau) and r = x / s = m * 2^e with m in [1, 2):
-//   round(-tau * log2 r) = -tau * e - #{k in 0..tau-1 : m > 2^((k + 1/2) / tau)}. Comparing the mantissa with precomputed thresholds is exact
-// (no log, no ties) and vectorises.
-struct Log2Table {
-  int cmax;
-  float thr[4];       // smallest float above 2^((k + 1/2) / tau), k = 0..tau-1
-  float level[256];   // x^ for each code; level[cmax] = 0
-};
-
-Log2Table make_log2_table(const Log2Params& p) {
-  Log2Table t{};
-  t.cmax = (1 << p.bits) - 1;
-  for (int k = 0; k < p.tau; ++k) {
-    double exact = std::exp2((k + 0.5) / p.tau);
-    float f = float(exact);
-    t.thr[k] = double(f) > exact ? f : std::nextafter(f, FLT_MAX);
-  }
-  for (int c = 0; c < t.cmax; ++c) t.level[c] = float(double(p.scale) * std::exp2(-double(c) / p.tau));
-  t.level[t.cmax] = 0.f;
-  return t;
-}
-
-// Quiet comparisons (std::isgreaterequal) keep the loop branch-free under the default
-// -ftrapping-math, so it vectorises.
-template <int TAU>
-inline int32_t log2_code(float x, float s, const float* thr, int32_t cmax) {
-  float r = x / s;
-  uint32_t b;
-  std::memcpy(&b, &r, 4);
-  int32_t e = int32_t((b >> 23) & 0xff) - 127;
-  uint32_t mb = (b & 0x7fffffu) | 0x3f800000u;
-  float m;
-  std::memcpy(&m, &mb, 4);
-  int32_t c = -TAU * e;
-  for (int k = 0; k < TAU; ++k) c -= int32_t(std::isgreaterequal(m, thr[k]));
-  c = std::min(std::max(c, 0), cmax);
-  // Zero, negatives, subnormals (far below any code's range) and NaN all take the zero code.
-  return std::isgreaterequal(r, FLT_MIN) ? c : cmax;
-}
-
-template <int TAU, class Out>
-void log2_loop(const float* x, int64_t n, const Log2Params& p, const Log2Table& t, Out out) {
-  constexpr int64_t kBlock = 4096;
-  const float s = p.scale;
-  float thr[TAU];
-  std::copy(t.thr, t.thr + TAU, thr);
-  const int32_t cmax = t.cmax;
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t b = 0; b < n; b += kBlock) {
-    int64_t end = std::min(n, b + kBlock);
-#pragma omp simd
-    for (int64_t i = b; i < end; ++i) out(i, log2_code<TAU>(x[i], s, thr, cmax));
-  }
-}
-
-template <class Out>
-void log2_dispatch(const float* x, int64_t n, const Log2Params& p, const Log2Table& t, Out out) {
-  switch (p.tau) {
-    case 1: log2_loop<1>(x, n, p, t, out); break;
-    case 2: log2_loop<2>(x, n, p, t, out); break;
-    default: log2_loop<4>(x, n, p, t, out); break;
-  }
+std::vector<float> log2_levels(const Log2Params& p) {
+  const int cmax = (1 << p.bits) - 1;
+  std::vector<float> level(size_t(cmax) + 1, 0.f);
+  for (int c = 0; c < cmax; ++c) level[size_t(c)] = float(double(p.scale) * std::exp2(-double(c) / p.tau));
+  return level;
 }
 
 void validate_log2(const Log2Params& p, int64_t n) {
@@ -328,15 +275,16 @@ void fake_quantize_log2(const float* x, float* y, int64_t n, const Log2Params& p
     if (x != y) std::copy(x, x + n, y);
     return;
   }
-  Log2Table t = make_log2_table(p);
-  log2_dispatch(x, n, p, t, [y, &t](int64_t i, int32_t c) { y[i] = t.level[c]; });
+  std::vector<uint8_t> codes(size_t(std::max<int64_t>(n, 0)));
+  kernels::log2_codes(x, codes.data(), n, kernels::make_log2_grid(p.scale, p.tau, p.bits));
+  const std::vector<float> level = log2_levels(p);
+  for (int64_t i = 0; i < n; ++i) y[i] = level[codes[size_t(i)]];
 }
 
 void quantize_log2(const float* x, uint8_t* codes, int64_t n, const Log2Params& p) {
   validate_log2(p, n);
   if (p.bits >= 16) throw Error("quantize_log2: 16 bits means no quantisation; there are no codes");
-  Log2Table t = make_log2_table(p);
-  log2_dispatch(x, n, p, t, [codes](int64_t i, int32_t c) { codes[i] = uint8_t(c); });
+  kernels::log2_codes(x, codes, n, kernels::make_log2_grid(p.scale, p.tau, p.bits));
 }
 
 void value_range(const float* x, int64_t n, float& lo, float& hi) {
