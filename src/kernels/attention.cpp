@@ -160,15 +160,24 @@ void attention_quant(const float* qkv, float* out, int64_t B, int64_t N, const H
       for (int64_t b = 0; b < B; ++b) {
         quantize_u8(qkv + b * N * ld + qoff, qc.data<uint8_t>() + b * N * dq, N, dq, ld, aq.q_scale,
                     aq.q_zero, aq.q_bits);
-        quantize_s8(qkv + b * N * ld + qk_total + qoff, kc.data<int8_t>() + b * N * dq, N, dq, ld,
-                    aq.k_scale, aq.k_bits);
+        quantize_asym_s8(qkv + b * N * ld + qk_total + qoff, kc.data<int8_t>() + b * N * dq, N, dq, ld,
+                         aq.k_scale, aq.k_zero, aq.k_bits);
       }
       gemm_u8s8_s32({B, N, N, dq, true}, qc.data<uint8_t>(), aq.q_zero, kc.data<int8_t>(),
                     acc.data<int32_t>(), engine);
+      // sum_d (q - zq)(k - zk) = GEMM - zk' * sum_d (q - zq), zk' the stored codes' zero point.
+      const int32_t zk = aq.k_zero - (1 << (aq.k_bits - 1));
       const float alpha = aq.q_scale * aq.k_scale;
       const int32_t* a = acc.data<int32_t>();
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < B * N * N; ++i) p[i] = float(a[i]) * alpha;
+      const uint8_t* qcp = qc.data<uint8_t>();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < B * N; ++r) {
+        int32_t qsum = 0;
+        for (int64_t d = 0; d < dq; ++d) qsum += int32_t(qcp[r * dq + d]) - aq.q_zero;
+        const int32_t corr = zk * qsum;
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) p[r * N + j] = float(a[r * N + j] - corr) * alpha;
+      }
       softmax_rows(p, B * N, N, scale);
     } else {
       head_probs_f32(qkv, p, B, N, heads, scale, qoff, dq);

@@ -23,8 +23,8 @@ struct HeadLayout {
 void attention_f32(const float* qkv, float* out, int64_t B, int64_t N, const HeadLayout& heads,
                    float scale);
 
-// Quantisation of the attention operands, per tensor: q as u8 codes (asymmetric, zero point),
-// k and v as s8 codes (symmetric), the softmax probabilities as u8 codes with zero point 0
+// Quantisation of the attention operands, per tensor: q and k asymmetric (zero points; k's codes
+// are stored shifted into s8, kernels/quantize_act.h), v symmetric s8, the softmax probabilities as u8 codes with zero point 0
 // (p^ = code * p_scale). q k^T and P v then run as integer GEMMs (kernels/gemm_int8.h) with
 // int32 results. bits 16 leaves a point in float; the two operands of a product are quantised
 // together or not at all (q with k, p with v), so each product is integer or float as a whole.
@@ -35,7 +35,7 @@ struct AttnQuant {
   int q_bits = 16, k_bits = 16, v_bits = 16, p_bits = 16;
   int p_tau = 0;
   float q_scale = 1.f, k_scale = 1.f, v_scale = 1.f, p_scale = 1.f;
-  int32_t q_zero = 0;
+  int32_t q_zero = 0, k_zero = 0;  // k_zero in [0, 2^k_bits - 1] like q_zero
   bool any() const { return q_bits < 16 || p_bits < 16; }
 };
 

@@ -32,6 +32,16 @@ void quantize_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t 
   }
 }
 
+void quantize_asym_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
+                      int32_t zero, int bits) {
+  const int32_t qmax = (1 << bits) - 1, half = 1 << (bits - 1);
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
+  for (int64_t r = 0; r < rows; ++r) {
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = int8_t(code(x[r * ldx + c], scale, zero, 0, qmax) - half);
+  }
+}
+
 void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols, int bits,
                          float* scales, int32_t* zeros) {
   const int32_t qmax = (1 << bits) - 1;

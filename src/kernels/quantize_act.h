@@ -19,6 +19,12 @@ void quantize_u8(const float* x, uint8_t* q, int64_t rows, int64_t cols, int64_t
 void quantize_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
                  int bits);
 
+// Asymmetric codes u = clamp(round_half_even(x / s) + zero, 0, 2^bits - 1) stored as
+// int8(u - 2^(bits-1)), so that they can be the s8 operand of an integer GEMM; the effective
+// zero point of the stored codes is zero - 2^(bits-1).
+void quantize_asym_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
+                      int32_t zero, int bits);
+
 // Per row (dynamic, per token): picks each row's own range (widened to include 0), writes its
 // scale and zero point.
 void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols, int bits,

@@ -13,6 +13,20 @@ static float read_scale(ParamReader& p, const std::string& name) {
   return s;
 }
 
+static int32_t read_zero(ParamReader& p, const std::string& name, int bits) {
+  Tensor z = p.get_any(name);
+  check(z.dtype() == DType::i32 && z.numel() == 1, p.source() + ": tensor '" + name + "' should be I32 [1]");
+  int32_t v = z.data<int32_t>()[0];
+  check(v >= 0 && v < (1 << bits), p.source() + ": '" + name + "' is outside the code range");
+  return v;
+}
+
+static Tensor zero_tensor(int32_t v) {
+  Tensor z({1}, DType::i32);
+  z.data<int32_t>()[0] = v;
+  return z;
+}
+
 static kernels::AttnQuant load_attn_quant(ParamReader& p, const std::string& prefix, const AttnSpec& spec) {
   kernels::AttnQuant q;
   q.q_bits = spec.q_bits;
@@ -29,10 +43,8 @@ static kernels::AttnQuant load_attn_quant(ParamReader& p, const std::string& pre
   if (q.q_bits < 16) {
     q.q_scale = read_scale(p, prefix + ".q_scale");
     q.k_scale = read_scale(p, prefix + ".k_scale");
-    Tensor z = p.get_any(prefix + ".q_zero");
-    check(z.dtype() == DType::i32 && z.numel() == 1, p.source() + ": tensor '" + prefix + ".q_zero' should be I32 [1]");
-    q.q_zero = z.data<int32_t>()[0];
-    check(q.q_zero >= 0 && q.q_zero < (1 << q.q_bits), p.source() + ": '" + prefix + ".q_zero' is outside the code range");
+    q.q_zero = read_zero(p, prefix + ".q_zero", q.q_bits);
+    q.k_zero = read_zero(p, prefix + ".k_zero", q.k_bits);
   }
   if (q.v_bits < 16) q.v_scale = read_scale(p, prefix + ".v_scale");
   if (q.p_bits < 16) q.p_scale = read_scale(p, prefix + ".p_scale");
@@ -72,10 +84,9 @@ void Attention::save(const std::string& prefix, StateDict& out) const {
   const auto& q = quant;
   if (q.q_bits < 16) {
     out[prefix + ".q_scale"] = Tensor::from({1}, {q.q_scale});
-    Tensor z({1}, DType::i32);
-    z.data<int32_t>()[0] = q.q_zero;
-    out[prefix + ".q_zero"] = z;
+    out[prefix + ".q_zero"] = zero_tensor(q.q_zero);
     out[prefix + ".k_scale"] = Tensor::from({1}, {q.k_scale});
+    out[prefix + ".k_zero"] = zero_tensor(q.k_zero);
   }
   if (q.v_bits < 16) out[prefix + ".v_scale"] = Tensor::from({1}, {q.v_scale});
   if (q.p_bits < 16) out[prefix + ".p_scale"] = Tensor::from({1}, {q.p_scale});

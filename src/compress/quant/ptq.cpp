@@ -73,7 +73,9 @@ kernels::AttnQuant attn_quant(const AttnObservers& o, const PtqSettings& s, nloh
     QParams q = o.q.finalize(a.q_bits, false, s.act_observer, s.percentile);
     a.q_scale = q.scale[0];
     a.q_zero = q.zero[0];
-    a.k_scale = o.k.finalize(a.k_bits, true, s.act_observer, s.percentile).scale[0];
+    QParams k = o.k.finalize(a.k_bits, false, s.act_observer, s.percentile);
+    a.k_scale = k.scale[0];
+    a.k_zero = k.zero[0];
   }
   if (s.prob_bits < 16) {
     a.p_bits = s.prob_bits;
