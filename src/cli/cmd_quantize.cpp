@@ -35,7 +35,7 @@ void add_quantize(CLI::App& app) {
       "--attn-bits 16, --prob-bits 16.");
   struct Args : ModelArgs {
     int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
-    bool dynamic = false;
+    bool dynamic = false, big = false;
     std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
     std::vector<std::string> keep_float, dynamic_for;
@@ -57,6 +57,9 @@ void add_quantize(CLI::App& app) {
                   "| agq (PTQ4SAM's adaptive granularity: base 2^(1/tau), tau in {1,2,4} per module);\n"
                   "log2 scales and tau are searched to minimise ||Q(A)V - AV|| on calibration images")
       ->check(CLI::IsMember({"uniform", "log2", "logsqrt2", "agq"}));
+  cmd->add_flag("--big", a->big,
+                "BIG (PTQ4SAM): where the keys of an attention module are bimodal, flip the sign of the\n"
+                "minority key channels and their query channels (q.k unchanged), then calibrate");
   cmd->add_option("--method", a->method,
                   "static: activation ranges calibrated on --calib (default); dynamic: per-token\n"
                   "activation scales computed at run time, no calibration, attention left float")
@@ -84,6 +87,7 @@ void add_quantize(CLI::App& app) {
     s.qk_bits = a->attn_bits < 0 ? a->abits : a->attn_bits;
     s.prob_bits = a->prob_bits < 0 ? a->abits : a->prob_bits;
     s.prob_quantizer = quant::parse_prob_quantizer(a->probs);
+    s.big = a->big;
     s.dynamic = a->dynamic;
     s.weight_observer = quant::parse_observer(a->wobs);
     s.act_observer = quant::parse_observer(a->aobs);
@@ -114,6 +118,19 @@ void add_quantize(CLI::App& app) {
     fmt::print("quantized {} -> {}: W{}A{}{} ({} layers), {} -> {} of parameters\n", a->path, a->out,
                a->wbits, a->abits, a->dynamic ? " dynamic" : "", section["layers"].size(),
                human_bytes(before), human_bytes(m.param_bytes()));
+    if (s.big) {
+      int fired = 0;
+      double before = 0, after = 0;
+      for (auto& [name, r] : section["big"].items())
+        if (r["flipped_channels"].get<int>() > 0) {
+          ++fired;
+          before += r["key_mse_before"].get<double>();
+          after += r["key_mse_after"].get<double>();
+        }
+      fmt::print("BIG: keys bimodal (flipped) in {} of {} attention modules", fired, section["big"].size());
+      if (fired) fmt::print("; key quantisation MSE there {:.3g} -> {:.3g} ({:.1f}x lower)", before, after, before / after);
+      fmt::print("\n");
+    }
     if (s.prob_quantizer != quant::ProbQuantizer::uniform && !a->dynamic) {
       fmt::print("probability quantizer {} ({}-bit), tau per attention module:", quant::prob_quantizer_name(s.prob_quantizer),
                  s.prob_bits);

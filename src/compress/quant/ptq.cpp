@@ -5,6 +5,7 @@
 
 #include "compress/capture.h"
 #include "compress/quant/agq.h"
+#include "compress/quant/big.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/attention.h"
@@ -101,6 +102,67 @@ kernels::AttnQuant attn_quant(const AttnObservers& o, const PtqSettings& s, nloh
   return a;
 }
 
+// Runs the model over the images in batches (what Capture callbacks observe).
+void forward_images(models::ViT& model, const std::vector<std::string>& images, int batch, bool progress,
+                    const std::string& label) {
+  Progress bar(label, int64_t(images.size()));
+  for (size_t i = 0; i < images.size(); i += size_t(batch)) {
+    size_t e = std::min(images.size(), i + size_t(batch));
+    std::vector<std::string> paths(images.begin() + long(i), images.begin() + long(e));
+    model.forward(load_batch(paths, model.cfg.pre));
+    if (progress) bar.update(int64_t(e));
+  }
+  bar.finish();
+}
+
+// BIG (compress/quant/big.h) on every attention module: key statistics from the first
+// kBigImages calibration images, then the flips. Returns the per-module report.
+constexpr size_t kBigImages = 32, kBigSampleImages = 8;
+nlohmann::json bimodal_integration(models::ViT& model, const PtqSettings& s, const std::vector<std::string>& images,
+                                   bool progress) {
+  struct Keys {
+    std::vector<double> sum;
+    int64_t rows = 0;
+    std::vector<float> sample;
+  };
+  const size_t nb = model.blocks.size();
+  std::vector<Keys> keys(nb);
+  const int64_t sample_rows = int64_t(kBigSampleImages) * model.cfg.num_tokens();
+  {
+    compress::Capture cap(
+        model,
+        [&](const compress::Captured& c) {
+          const size_t b = size_t(std::stoul(c.name.substr(7)));  // "blocks.N.attn.qkv"
+          const auto& hl = model.blocks[b].attn.heads;
+          const int64_t qk = hl.qk_total(), ld = hl.qkv_width();
+          Keys& k = keys[b];
+          k.sum.resize(size_t(qk), 0.0);
+          for (int64_t r = 0; r < c.rows; ++r) {
+            const float* kr = c.y + r * ld + qk;
+            for (int64_t j = 0; j < qk; ++j) k.sum[size_t(j)] += kr[j];
+            if (k.rows + r < sample_rows) k.sample.insert(k.sample.end(), kr, kr + qk);
+          }
+          k.rows += c.rows;
+        },
+        [](const std::string& n) { return n.size() > 9 && n.compare(n.size() - 9, 9, ".attn.qkv") == 0; });
+    std::vector<std::string> first(images.begin(), images.begin() + long(std::min(images.size(), kBigImages)));
+    forward_images(model, first, s.batch, progress, "BIG stats");
+  }
+  nlohmann::json report = nlohmann::json::object();
+  for (size_t b = 0; b < nb; ++b) {
+    auto& attn = model.blocks[b].attn;
+    const int64_t qk = attn.heads.qk_total();
+    std::vector<double> mean(keys[b].sum);
+    for (double& m : mean) m /= double(std::max<int64_t>(1, keys[b].rows));
+    BigDecision d = decide_big(keys[b].sample, qk, mean, s.qk_bits, s.act_observer);
+    if (!d.flip.empty()) apply_big(attn, d.flip);
+    report["blocks." + std::to_string(b) + ".attn"] = {
+        {"bimodal", d.test.bimodal}, {"peaks", {d.test.left_peak, d.test.right_peak}},
+        {"flipped_channels", d.flip.size()}, {"key_mse_before", d.mse_before}, {"key_mse_after", d.mse_after}};
+  }
+  return report;
+}
+
 }  // namespace
 
 nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
@@ -123,6 +185,13 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     check(dynamic_cast<nn::DenseLinear*>(slot->get()) != nullptr,
           "layer '" + name + "' is already quantised; quantise the float model");
 
+  // 0. BIG: sign flips of bimodal key channels (and their queries), before anything is observed.
+  nlohmann::json big_report;
+  if (s.big) {
+    check(!s.dynamic && s.qk_bits < 16, "BIG needs static quantisation with quantised keys (not --dynamic, --attn-bits < 16)");
+    big_report = bimodal_integration(model, s, calib_images, progress);
+  }
+
   // 1. Calibration: observe every Linear's input, and the attention operands (from the qkv
   // projections' outputs), over the calibration images.
   std::map<std::string, ActObserver> observers;
@@ -138,14 +207,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       if (auto it = attn_obs.find(c.name); it != attn_obs.end()) it->second.observe(c.y, c.rows, N);
     });
     for (auto& n : cap.names()) observers[n];  // made up front: the callback only looks up
-    Progress bar("calibrate", int64_t(calib_images.size()));
-    for (size_t i = 0; i < calib_images.size(); i += size_t(s.batch)) {
-      size_t e = std::min(calib_images.size(), i + size_t(s.batch));
-      std::vector<std::string> paths(calib_images.begin() + long(i), calib_images.begin() + long(e));
-      model.forward(load_batch(paths, model.cfg.pre));
-      if (progress) bar.update(int64_t(e));
-    }
-    bar.finish();
+    forward_images(model, calib_images, s.batch, progress, "calibrate");
   }
 
   // 2. Replace each Linear by its quantised version.
@@ -201,6 +263,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
           {"probabilities", prob_quantizer_name(s.prob_quantizer)},
           {"calibration_images", s.dynamic ? 0 : int64_t(calib_images.size())},
           {"layers", per_layer},
+          {"big", big_report.is_null() ? nlohmann::json("off") : big_report},
           {"attention", per_attn}};
 }
 
