@@ -15,43 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A tiny valid ViT (2 blocks, 32 wide, 16x16 images, 8x8 patches) written by vitshrink itself.
-std::string write_tiny_model(const test::TempDir& tmp, const std::string& name = "tiny") {
-  std::string dir = tmp / name;
-  fs::create_directories(dir);
-  StateDict sd;
-  const int64_t C = 32, T = 5, K = 10, P = 8;
-  unsigned seed = 1;
-  auto r = [&](Shape s) { return test::random_tensor(std::move(s), seed++, 0.1f); };
-  sd["cls_token"] = r({1, 1, C});
-  sd["pos_embed"] = r({1, T, C});
-  sd["patch_embed.proj.weight"] = r({C, 3, P, P});
-  sd["patch_embed.proj.bias"] = r({C});
-  for (int b = 0; b < 2; ++b) {
-    std::string p = "blocks." + std::to_string(b) + ".";
-    for (auto n : {"norm1", "norm2"}) {
-      sd[p + n + ".weight"] = r({C});
-      sd[p + n + ".bias"] = r({C});
-    }
-    sd[p + "attn.qkv.weight"] = r({3 * C, C});
-    sd[p + "attn.qkv.bias"] = r({3 * C});
-    sd[p + "attn.proj.weight"] = r({C, C});
-    sd[p + "attn.proj.bias"] = r({C});
-    sd[p + "mlp.fc1.weight"] = r({4 * C, C});
-    sd[p + "mlp.fc1.bias"] = r({4 * C});
-    sd[p + "mlp.fc2.weight"] = r({C, 4 * C});
-    sd[p + "mlp.fc2.bias"] = r({C});
-  }
-  sd["norm.weight"] = r({C});
-  sd["norm.bias"] = r({C});
-  sd["head.weight"] = r({K, C});
-  sd["head.bias"] = r({K});
-  save_safetensors(dir + "/model.safetensors", sd);
-  std::ofstream(dir + "/config.json") << R"({"architecture": "vit_tiny_patch8_16", "num_classes": 10,
-    "model_args": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 16}})";
-  return dir;
-}
-
 // Runs the CLI; expects a non-zero exit and a single error line containing `needle`.
 void expect_rejected(const std::string& args, const std::string& needle) {
   int st = 0;
@@ -73,7 +36,7 @@ void spit(const std::string& p, const std::vector<char>& b) {
 
 TEST(BadInput, ValidTinyModelLoads) {
   test::TempDir tmp;
-  std::string dir = write_tiny_model(tmp);
+  std::string dir = test::write_tiny_model(tmp);
   int st = 0;
   std::string out = test::run_output(test::cli() + " info " + dir, &st);
   EXPECT_EQ(st, 0) << out;
@@ -82,7 +45,7 @@ TEST(BadInput, ValidTinyModelLoads) {
 
 TEST(BadInput, TruncatedSafetensors) {
   test::TempDir tmp;
-  std::string dir = write_tiny_model(tmp);
+  std::string dir = test::write_tiny_model(tmp);
   auto b = slurp(dir + "/model.safetensors");
   b.resize(b.size() - 100);
   spit(dir + "/model.safetensors", b);
@@ -95,7 +58,7 @@ TEST(BadInput, TruncatedSafetensors) {
 
 TEST(BadInput, HeaderLengthPastEnd) {
   test::TempDir tmp;
-  std::string dir = write_tiny_model(tmp);
+  std::string dir = test::write_tiny_model(tmp);
   auto b = slurp(dir + "/model.safetensors");
   uint64_t huge = 1ull << 40;
   std::memcpy(b.data(), &huge, 8);
@@ -105,7 +68,7 @@ TEST(BadInput, HeaderLengthPastEnd) {
 
 TEST(BadInput, UnknownDtypeAndBadJson) {
   test::TempDir tmp;
-  std::string dir = write_tiny_model(tmp);
+  std::string dir = test::write_tiny_model(tmp);
   auto b = slurp(dir + "/model.safetensors");
   std::string s(b.begin(), b.end());
   auto pos = s.find("\"F32\"");
@@ -120,7 +83,7 @@ TEST(BadInput, UnknownDtypeAndBadJson) {
 
 TEST(BadInput, MissingExtraAndMisshapenTensors) {
   test::TempDir tmp;
-  std::string dir = write_tiny_model(tmp);
+  std::string dir = test::write_tiny_model(tmp);
   auto sd = load_safetensors(dir + "/model.safetensors").tensors;
 
   auto missing = sd;
@@ -141,7 +104,7 @@ TEST(BadInput, MissingExtraAndMisshapenTensors) {
 
 TEST(BadInput, ConfigProblems) {
   test::TempDir tmp;
-  std::string dir = write_tiny_model(tmp);
+  std::string dir = test::write_tiny_model(tmp);
   std::ofstream(dir + "/config.json") << "{not json";
   expect_rejected("info " + dir, "config.json: not valid JSON");
   std::ofstream(dir + "/config.json") << R"({"architecture": "resnet50"})";
@@ -153,7 +116,7 @@ TEST(BadInput, ConfigProblems) {
 
 TEST(BadInput, ImagesAndDataFolders) {
   test::TempDir tmp;
-  std::string dir = write_tiny_model(tmp);
+  std::string dir = test::write_tiny_model(tmp);
   std::ofstream(tmp / "notes.txt") << "not an image";
   expect_rejected("classify " + dir + " " + (tmp / "notes.txt"), "notes.txt");
   std::string data = tmp / "data";
@@ -169,7 +132,7 @@ TEST(BadInput, ImagesAndDataFolders) {
 
 TEST(BadInput, AbsurdOptionsAndNoPartialReport) {
   test::TempDir tmp;
-  std::string dir = write_tiny_model(tmp);
+  std::string dir = test::write_tiny_model(tmp);
   expect_rejected("bench " + dir + " --threads 0", "--threads");
   expect_rejected("bench " + dir + " --batch -3", "--batch");
   std::string data = tmp / "data";

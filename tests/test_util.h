@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "io/safetensors.h"
 
 namespace vs::test {
 
@@ -83,6 +84,43 @@ inline float max_abs_diff(const Tensor& a, const Tensor& b) {
   float m = 0;
   for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(a.f32()[i] - b.f32()[i]));
   return m;
+}
+
+// A tiny valid ViT (2 blocks, 32 wide, 16x16 images, 8x8 patches) written by vitshrink itself.
+inline std::string write_tiny_model(const TempDir& tmp, const std::string& name = "tiny") {
+  std::string dir = tmp / name;
+  std::filesystem::create_directories(dir);
+  StateDict sd;
+  const int64_t C = 32, T = 5, K = 10, P = 8;
+  unsigned seed = 1;
+  auto r = [&](Shape s) { return random_tensor(std::move(s), seed++, 0.1f); };
+  sd["cls_token"] = r({1, 1, C});
+  sd["pos_embed"] = r({1, T, C});
+  sd["patch_embed.proj.weight"] = r({C, 3, P, P});
+  sd["patch_embed.proj.bias"] = r({C});
+  for (int b = 0; b < 2; ++b) {
+    std::string p = "blocks." + std::to_string(b) + ".";
+    for (auto n : {"norm1", "norm2"}) {
+      sd[p + n + ".weight"] = r({C});
+      sd[p + n + ".bias"] = r({C});
+    }
+    sd[p + "attn.qkv.weight"] = r({3 * C, C});
+    sd[p + "attn.qkv.bias"] = r({3 * C});
+    sd[p + "attn.proj.weight"] = r({C, C});
+    sd[p + "attn.proj.bias"] = r({C});
+    sd[p + "mlp.fc1.weight"] = r({4 * C, C});
+    sd[p + "mlp.fc1.bias"] = r({4 * C});
+    sd[p + "mlp.fc2.weight"] = r({C, 4 * C});
+    sd[p + "mlp.fc2.bias"] = r({C});
+  }
+  sd["norm.weight"] = r({C});
+  sd["norm.bias"] = r({C});
+  sd["head.weight"] = r({K, C});
+  sd["head.bias"] = r({K});
+  save_safetensors(dir + "/model.safetensors", sd);
+  std::ofstream(dir + "/config.json") << R"({"architecture": "vit_tiny_patch8_16", "num_classes": 10,
+    "model_args": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 16}})";
+  return dir;
 }
 
 }  // namespace vs::test
