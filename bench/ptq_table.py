@@ -22,19 +22,26 @@ MODEL = os.path.join(SHARED, "models", "vit_tiny_patch16_224.augreg_in21k_ft_in1
 DATA = os.path.join(SHARED, "data", "imagenet-sample")
 
 # name, quantize flags (None: the FP32 model itself)
+W8 = ["--wbits", "8", "--abits", "8"]
+W6 = ["--wbits", "6", "--abits", "6"]
+W4 = ["--wbits", "4", "--abits", "4"]
+FC2_TOKEN = ["--dynamic-for", "mlp.fc2"]
+# name, quantize flags (None: the FP32 model itself), also evaluate with --simulate
 ROWS = [
-    ("FP32", None),
-    ("dynamic int8 (per-token activations; attention float)", ["--wbits", "8", "--abits", "8", "--dynamic"]),
-    ("W8A8, act mse, fc2 inputs per token (main job)", ["--wbits", "8", "--abits", "8", "--act-observer", "mse", "--dynamic-for", "mlp.fc2"]),
-    ("W8A8, act minmax, fc2 inputs per token", ["--wbits", "8", "--abits", "8", "--act-observer", "minmax", "--dynamic-for", "mlp.fc2"]),
-    ("W8A8, act mse, every input per tensor", ["--wbits", "8", "--abits", "8", "--act-observer", "mse"]),
-    ("W8A8, act minmax, every input per tensor", ["--wbits", "8", "--abits", "8", "--act-observer", "minmax"]),
-    ("W6A6, act minmax", ["--wbits", "6", "--abits", "6", "--act-observer", "minmax"]),
-    ("W6A6, act percentile", ["--wbits", "6", "--abits", "6", "--act-observer", "percentile"]),
-    ("W6A6, act mse", ["--wbits", "6", "--abits", "6", "--act-observer", "mse"]),
-    ("W4A4, act minmax", ["--wbits", "4", "--abits", "4", "--act-observer", "minmax"]),
-    ("W4A4, act percentile", ["--wbits", "4", "--abits", "4", "--act-observer", "percentile"]),
-    ("W4A4, act mse", ["--wbits", "4", "--abits", "4", "--act-observer", "mse"]),
+    ("FP32", None, False),
+    ("dynamic int8 (per-token activations; attention float)", W8 + ["--dynamic"], False),
+    ("W8A8, act mse, fc2 inputs per token (main job)", W8 + ["--act-observer", "mse"] + FC2_TOKEN, True),
+    ("W8A8, act minmax, fc2 inputs per token", W8 + ["--act-observer", "minmax"] + FC2_TOKEN, False),
+    ("W8A8, act mse, every input per tensor", W8 + ["--act-observer", "mse"], False),
+    ("W8A8, act minmax, every input per tensor", W8 + ["--act-observer", "minmax"], False),
+    ("W6A6, act minmax", W6 + ["--act-observer", "minmax"], False),
+    ("W6A6, act percentile", W6 + ["--act-observer", "percentile"], False),
+    ("W6A6, act mse", W6 + ["--act-observer", "mse"], False),
+    ("W6A6, act percentile, AGQ probabilities", W6 + ["--act-observer", "percentile", "--prob-quantizer", "agq"], False),
+    ("W4A4, act minmax", W4 + ["--act-observer", "minmax"], False),
+    ("W4A4, act percentile", W4 + ["--act-observer", "percentile"], False),
+    ("W4A4, act mse", W4 + ["--act-observer", "mse"], False),
+    ("W4A4, act percentile, AGQ probabilities", W4 + ["--act-observer", "percentile", "--prob-quantizer", "agq"], False),
 ]
 QUICK = {"FP32", "W8A8, act mse, fc2 inputs per token (main job)"}
 
@@ -54,14 +61,15 @@ def main():
     ap.add_argument("--json", default=os.path.join(REPO, "out", "ptq_table.json"))
     ap.add_argument("--workdir", default=os.path.join(REPO, "out", "ptq_table"))
     ap.add_argument("--threads", default="2")
-    ap.add_argument("--simulate-too", action="store_true", help="also evaluate each model with --simulate")
+    ap.add_argument("--simulate-too", action="store_true", help="also evaluate every model with --simulate "
+                    "(the main-job row always is)")
     args = ap.parse_args()
     if not os.path.isfile(os.path.join(MODEL, "model.safetensors")):
         sys.exit(f"{MODEL}: not found (../shared)")
     os.makedirs(args.workdir, exist_ok=True)
     fp32_bytes = os.path.getsize(os.path.join(MODEL, "model.safetensors"))
     results = []
-    for name, flags in ROWS:
+    for name, flags, simulate in ROWS:
         if args.rows == "quick" and name not in QUICK:
             continue
         print(f"== {name}", flush=True)
@@ -76,7 +84,7 @@ def main():
             qsec = time.time() - t0
         row = {"name": name, "quantize": qcmd, "quantize_seconds": qsec,
                "bytes": os.path.getsize(os.path.join(path, "model.safetensors"))}
-        for mode in (["integer", "simulated"] if args.simulate_too and flags else ["integer"]):
+        for mode in (["integer", "simulated"] if (args.simulate_too or simulate) and flags else ["integer"]):
             rep = os.path.join(args.workdir, f"{len(results)}_{mode}.json")
             ecmd = [args.vitshrink, "eval", path, "--data", DATA, "--split", os.path.join(DATA, "eval.txt"),
                     "--threads", args.threads, "--report", rep] + (["--simulate"] if mode == "simulated" else [])
@@ -91,12 +99,10 @@ def main():
             json.dump({"load_avg": os.getloadavg(), "rows": results}, f, indent=2)
         os.replace(args.json + ".tmp", args.json)
 
-    print(f"\n| setting | top-1 | top-5 |{' simulated top-1 |' if args.simulate_too else ''} file bytes (% of FP32) | quantise s |")
-    print(f"|---|---|---|{'---|' if args.simulate_too else ''}---|---|")
+    print("\n| setting | top-1 | top-5 | simulated top-1 | file bytes (% of FP32) | quantise s |")
+    print("|---|---|---|---|---|---|")
     for r in results:
-        sim = ""
-        if args.simulate_too:
-            sim = f" {r['simulated']['top1']:.2f} |" if "simulated" in r else " |"
+        sim = f" {r['simulated']['top1']:.2f} |" if "simulated" in r else " |"
         qs = f"{r['quantize_seconds']:.0f}" if r["quantize_seconds"] else ""
         print(f"| {r['name']} | {r['integer']['top1']:.2f} | {r['integer']['top5']:.2f} |{sim} "
               f"{r['bytes']:,} ({100 * r['bytes'] / fp32_bytes:.1f} %) | {qs} |")
