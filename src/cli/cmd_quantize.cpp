@@ -35,7 +35,7 @@ void add_quantize(CLI::App& app) {
       "--attn-bits 16, --prob-bits 16.");
   struct Args : ModelArgs {
     int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
-    bool dynamic = false, big = false;
+    bool dynamic = false, big = false, sqb = false;
     std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
     std::vector<std::string> keep_float, dynamic_for;
@@ -57,6 +57,9 @@ void add_quantize(CLI::App& app) {
                   "| agq (PTQ4SAM's adaptive granularity: base 2^(1/tau), tau in {1,2,4} per module);\n"
                   "log2 scales and tau are searched to minimise ||Q(A)V - AV|| on calibration images")
       ->check(CLI::IsMember({"uniform", "log2", "logsqrt2", "agq"}));
+  cmd->add_flag("--sq-b", a->sqb,
+                "SQ-b (MPTQ-ViT): SmoothQuant with a bias term on the inputs of attn.qkv and mlp.fc1,\n"
+                "folded into the LayerNorms (float function unchanged); alpha searched per layer");
   cmd->add_flag("--big", a->big,
                 "BIG (PTQ4SAM): where the keys of an attention module are bimodal, flip the sign of the\n"
                 "minority key channels and their query channels (q.k unchanged), then calibrate");
@@ -88,6 +91,7 @@ void add_quantize(CLI::App& app) {
     s.prob_bits = a->prob_bits < 0 ? a->abits : a->prob_bits;
     s.prob_quantizer = quant::parse_prob_quantizer(a->probs);
     s.big = a->big;
+    s.smoothquant = a->sqb;
     s.dynamic = a->dynamic;
     s.weight_observer = quant::parse_observer(a->wobs);
     s.act_observer = quant::parse_observer(a->aobs);
@@ -118,6 +122,11 @@ void add_quantize(CLI::App& app) {
     fmt::print("quantized {} -> {}: W{}A{}{} ({} layers), {} -> {} of parameters\n", a->path, a->out,
                a->wbits, a->abits, a->dynamic ? " dynamic" : "", section["layers"].size(),
                human_bytes(before), human_bytes(m.param_bytes()));
+    if (s.smoothquant) {
+      int on = 0;
+      for (auto& [name, r] : section["sq_b"].items()) on += r["alpha"].is_number();
+      fmt::print("SQ-b: smoothed {} of {} layers (alpha per layer in config.json)\n", on, section["sq_b"].size());
+    }
     if (s.big) {
       int fired = 0;
       double before = 0, after = 0;

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 
 #include "compress/capture.h"
 #include "compress/quant/agq.h"
 #include "compress/quant/big.h"
+#include "compress/quant/smoothquant.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/attention.h"
@@ -163,6 +165,37 @@ nlohmann::json bimodal_integration(models::ViT& model, const PtqSettings& s, con
   return report;
 }
 
+// SQ-b (compress/quant/smoothquant.h) on norm1 -> attn.qkv and norm2 -> mlp.fc1 of every block:
+// input ranges over all calibration images, then the search and the folding, layer by layer.
+constexpr int64_t kSmoothSampleImages = 8;
+nlohmann::json smooth_quant(models::ViT& model, const PtqSettings& s, const std::vector<std::string>& images,
+                            bool progress) {
+  auto selected = [](const std::string& n) {
+    auto ends = [&](const std::string& suf) { return n.size() > suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0; };
+    return ends(".attn.qkv") || ends(".mlp.fc1");
+  };
+  std::map<std::string, InputStats> stats;
+  const int64_t sample_rows = kSmoothSampleImages * model.cfg.num_tokens();
+  {
+    compress::Capture cap(model, [&](const compress::Captured& c) { stats.at(c.name).observe(c.x, c.rows, c.in, sample_rows); },
+                          selected);
+    for (auto& n : cap.names()) stats[n];
+    forward_images(model, images, s.batch, progress, "SQ-b stats");
+  }
+  nlohmann::json report = nlohmann::json::object();
+  for (size_t b = 0; b < model.blocks.size(); ++b) {
+    auto& blk = model.blocks[b];
+    const std::string p = "blocks." + std::to_string(b);
+    for (auto [norm, lin, name] : {std::tuple{&blk.norm1, &blk.attn.qkv, p + ".attn.qkv"},
+                                   std::tuple{&blk.norm2, &blk.mlp.fc1, p + ".mlp.fc1"}}) {
+      SmoothResult r = smooth_norm_linear(*norm, *lin, stats.at(name), s.wbits, s.abits, s.weight_observer, s.act_observer);
+      report[name] = {{"alpha", r.alpha < 0 ? nlohmann::json("off") : nlohmann::json(r.alpha)},
+                      {"output_mse_before", r.error_before}, {"output_mse_after", r.error_after}};
+    }
+  }
+  return report;
+}
+
 }  // namespace
 
 nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
@@ -190,6 +223,13 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
   if (s.big) {
     check(!s.dynamic && s.qk_bits < 16, "BIG needs static quantisation with quantised keys (not --dynamic, --attn-bits < 16)");
     big_report = bimodal_integration(model, s, calib_images, progress);
+  }
+
+  // 0b. SQ-b: smoothing with bias folded into the LayerNorms and the layers after them.
+  nlohmann::json sq_report;
+  if (s.smoothquant) {
+    check(!s.dynamic, "SQ-b needs static quantisation (calibrated activation ranges), not --dynamic");
+    sq_report = smooth_quant(model, s, calib_images, progress);
   }
 
   // 1. Calibration: observe every Linear's input, and the attention operands (from the qkv
@@ -264,6 +304,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
           {"calibration_images", s.dynamic ? 0 : int64_t(calib_images.size())},
           {"layers", per_layer},
           {"big", big_report.is_null() ? nlohmann::json("off") : big_report},
+          {"sq_b", sq_report.is_null() ? nlohmann::json("off") : sq_report},
           {"attention", per_attn}};
 }
 

@@ -25,6 +25,7 @@ struct PtqSettings {
   int qk_bits = 8;             // attention q, k, v (16 = float)
   int prob_bits = 8;           // attention probabilities (16 = float)
   ProbQuantizer prob_quantizer = ProbQuantizer::uniform;  // compress/quant/agq.h
+  bool smoothquant = false;    // SQ-b of MPTQ-ViT (compress/quant/smoothquant.h)
   bool big = false;            // PTQ4SAM's bimodal integration of the keys (compress/quant/big.h)
   bool dynamic = false;        // per-token activation scales at run time, no calibration
   Observer weight_observer = Observer::mse;
