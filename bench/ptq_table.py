@@ -43,6 +43,13 @@ ROWS = [
     ("W4A4, act mse", W4 + ["--act-observer", "mse"], False),
     ("W4A4, act percentile, AGQ probabilities", W4 + ["--act-observer", "percentile", "--prob-quantizer", "agq"], False),
 ]
+# Issue 4's ablation: baseline (per-channel MSE weights, percentile activations, uniform
+# probabilities), each method alone, all together.
+BASE = ["--act-observer", "percentile"]
+METHODS = [("baseline", []), ("+SQ-b", ["--sq-b"]), ("+AGQ", ["--prob-quantizer", "agq"]), ("+BIG", ["--big"]),
+           ("all (SQ-b, AGQ, BIG)", ["--sq-b", "--prob-quantizer", "agq", "--big"])]
+ROWS_METHODS = [(f"W{b}A{b}, {m}", ["--wbits", str(b), "--abits", str(b)] + BASE + f, False)
+                for b in (8, 6, 5, 4) for m, f in METHODS]
 QUICK = {"FP32", "W8A8, act mse, fc2 inputs per token (main job)"}
 
 
@@ -57,7 +64,8 @@ def run(cmd):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--vitshrink", default=os.path.join(REPO, "build", "vitshrink"))
-    ap.add_argument("--rows", choices=["all", "quick"], default="all")
+    ap.add_argument("--rows", choices=["all", "quick", "methods"], default="all",
+                    help="all: the PTQ table; quick: FP32 and the main job's W8A8; methods: issue 4's ablation")
     ap.add_argument("--json", default=os.path.join(REPO, "out", "ptq_table.json"))
     ap.add_argument("--workdir", default=os.path.join(REPO, "out", "ptq_table"))
     ap.add_argument("--threads", default="2")
@@ -69,7 +77,7 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     fp32_bytes = os.path.getsize(os.path.join(MODEL, "model.safetensors"))
     results = []
-    for name, flags, simulate in ROWS:
+    for name, flags, simulate in (ROWS_METHODS if args.rows == "methods" else ROWS):
         if args.rows == "quick" and name not in QUICK:
             continue
         print(f"== {name}", flush=True)
