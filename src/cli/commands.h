@@ -9,5 +9,8 @@ void add_classify(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_quantize(CLI::App& app);
+void add_import_sam(CLI::App& app);
+void add_segment(CLI::App& app);
+void add_eval_seg(CLI::App& app);
 
 }  // namespace vs::cli

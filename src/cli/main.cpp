@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   vs::cli::add_eval(app);
   vs::cli::add_bench(app);
   vs::cli::add_quantize(app);
+  vs::cli::add_import_sam(app);
+  vs::cli::add_segment(app);
+  vs::cli::add_eval_seg(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

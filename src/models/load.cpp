@@ -110,6 +110,12 @@ ViT load_model(const std::string& path, const std::string& arch) {
 }
 
 void save_model(const std::string& dir, const ViT& model, const nlohmann::json& extra) {
+  nlohmann::json cfg = vit_config_to_json(model.cfg);
+  cfg.merge_patch(extra);
+  save_model_folder(dir, model.state_dict(), cfg);
+}
+
+void save_model_folder(const std::string& dir, const StateDict& weights, const nlohmann::json& cfg) {
   fs::path out(dir);
   if (fs::exists(out)) {
     check(fs::is_directory(out), dir + ": exists and is not a folder");
@@ -120,9 +126,7 @@ void save_model(const std::string& dir, const ViT& model, const nlohmann::json& 
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
-    nlohmann::json cfg = vit_config_to_json(model.cfg);
-    cfg.merge_patch(extra);
-    save_safetensors((tmp / "model.safetensors").string(), model.state_dict(),
+    save_safetensors((tmp / "model.safetensors").string(), weights,
                      {{"format", "pt"}, {"producer", "vitshrink"}});
     write_atomic((tmp / "config.json").string(), [&](std::ostream& f) { f << cfg.dump(2) << "\n"; });
     fs::path old = out.string() + ".old." + std::to_string(getpid());

