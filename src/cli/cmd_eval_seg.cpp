@@ -23,22 +23,26 @@ void add_eval_seg(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--prompt", a->prompt,
                   "box: the ground-truth mask's tight box; click: one positive click at the mask point "
-                  "farthest from its border (default box)")
-      ->check(CLI::IsMember({"box", "click"}));
+                  "farthest from its border; box,click: both, from one encoder pass per image (default box)")
+      ->check(CLI::IsMember({"box", "click", "box,click"}));
   cmd->add_option("--report", a->report, "write every instance's IoU and the mIoU to this JSON file");
   cmd->add_option("--limit", a->limit, "evaluate only the first N listed images")->check(CLI::Range(int64_t(1), int64_t(1) << 40));
   cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->callback([a] {
     set_num_threads(a->threads);
     models::SamModel m = models::SamModel::load(a->model);
-    eval::SegResult r = eval::evaluate_segmentation(m, a->data, a->split, eval::parse_seg_prompt(a->prompt), a->limit);
-    fmt::print("{} prompt, {} instances: mIoU {:.4f}\n", a->prompt, r.ious.size(), r.miou);
-    if (!a->report.empty()) {
+    auto kinds = eval::parse_seg_prompts(a->prompt);
+    auto results = eval::evaluate_segmentation(m, a->data, a->split, kinds, a->limit);
+    nlohmann::json report = {{"model", a->model}, {"data", a->data}, {"split", a->split}};
+    for (size_t k = 0; k < kinds.size(); ++k) {
+      const auto& r = results[k];
+      const std::string name = eval::seg_prompt_name(kinds[k]);
+      fmt::print("{} prompt, {} instances: mIoU {:.4f}\n", name, r.ious.size(), r.miou);
       nlohmann::json per;
       for (size_t i = 0; i < r.names.size(); ++i) per[r.names[i]] = r.ious[i];
-      write_json(a->report, {{"model", a->model}, {"data", a->data}, {"split", a->split}, {"prompt", a->prompt},
-                             {"instances", r.ious.size()}, {"miou", r.miou}, {"iou", per}});
+      report[name] = {{"instances", r.ious.size()}, {"miou", r.miou}, {"iou", per}};
     }
+    if (!a->report.empty()) write_json(a->report, report);
   });
 }
 

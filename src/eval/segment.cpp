@@ -10,11 +10,14 @@
 namespace vs::eval {
 namespace fs = std::filesystem;
 
-SegPrompt parse_seg_prompt(const std::string& s) {
-  if (s == "box") return SegPrompt::box;
-  if (s == "click") return SegPrompt::click;
-  throw Error("--prompt: expected box or click, got '" + s + "'");
+std::vector<SegPrompt> parse_seg_prompts(const std::string& s) {
+  if (s == "box") return {SegPrompt::box};
+  if (s == "click") return {SegPrompt::click};
+  if (s == "box,click") return {SegPrompt::box, SegPrompt::click};
+  throw Error("--prompt: expected box, click or box,click, got '" + s + "'");
 }
+
+std::string seg_prompt_name(SegPrompt p) { return p == SegPrompt::box ? "box" : "click"; }
 
 std::array<float, 4> mask_box(const Image& m, const std::string& name) {
   int x0 = m.width, y0 = m.height, x1 = -1, y1 = -1;
@@ -100,8 +103,9 @@ double mask_iou(const Image& gt, const Tensor& logits) {
   return uni == 0 ? 1.0 : double(inter) / double(uni);
 }
 
-SegResult evaluate_segmentation(const models::SamModel& model, const std::string& dir, const std::string& split,
-                                SegPrompt kind, int64_t limit) {
+std::vector<SegResult> evaluate_segmentation(const models::SamModel& model, const std::string& dir,
+                                             const std::string& split, const std::vector<SegPrompt>& kinds,
+                                             int64_t limit) {
   std::vector<std::string> names;
   {
     std::string text = read_text(split), line;
@@ -117,9 +121,9 @@ SegResult evaluate_segmentation(const models::SamModel& model, const std::string
   }
   check(!names.empty(), split + ": no images listed");
   if (limit > 0 && int64_t(names.size()) > limit) names.resize(size_t(limit));
-  SegResult r;
+  std::vector<SegResult> results(kinds.size());
+  std::vector<double> sums(kinds.size(), 0.0);
   Progress bar("eval-seg", int64_t(names.size()));
-  double sum = 0;
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string img_path = (fs::path(dir) / "img" / names[i]).string();
     const std::string gt_path = (fs::path(dir) / "gt" / fs::path(names[i]).replace_extension(".png")).string();
@@ -127,15 +131,19 @@ SegResult evaluate_segmentation(const models::SamModel& model, const std::string
     check(gt.width == img.width && gt.height == img.height, gt_path + ": mask size differs from its image");
     models::SamImageInput in = model.preprocess(img);
     Tensor emb = model.embed(in);
-    models::SamMask m = model.segment(emb, in, prompt_for(gt, kind, gt_path));
-    r.names.push_back(names[i]);
-    r.ious.push_back(mask_iou(gt, m.logits));
-    sum += r.ious.back();
-    bar.update(int64_t(i) + 1, "mIoU " + std::to_string(sum / double(i + 1)).substr(0, 6));
+    std::string extra;
+    for (size_t k = 0; k < kinds.size(); ++k) {
+      models::SamMask m = model.segment(emb, in, prompt_for(gt, kinds[k], gt_path));
+      results[k].names.push_back(names[i]);
+      results[k].ious.push_back(mask_iou(gt, m.logits));
+      sums[k] += results[k].ious.back();
+      extra += seg_prompt_name(kinds[k]) + " mIoU " + std::to_string(sums[k] / double(i + 1)).substr(0, 6) + " ";
+    }
+    bar.update(int64_t(i) + 1, extra);
   }
   bar.finish();
-  r.miou = sum / double(r.ious.size());
-  return r;
+  for (size_t k = 0; k < kinds.size(); ++k) results[k].miou = sums[k] / double(names.size());
+  return results;
 }
 
 }  // namespace vs::eval

@@ -13,7 +13,8 @@
 namespace vs::eval {
 
 enum class SegPrompt { box, click };
-SegPrompt parse_seg_prompt(const std::string& s);  // "box" | "click"
+std::vector<SegPrompt> parse_seg_prompts(const std::string& s);  // "box", "click" or "box,click"
+std::string seg_prompt_name(SegPrompt p);
 
 // Tight box (inclusive pixel extents x0, y0, x1, y1) of the non-zero pixels; throws on an empty mask.
 std::array<float, 4> mask_box(const Image& mask, const std::string& name);
@@ -30,8 +31,10 @@ struct SegResult {
   double miou = 0;
 };
 
-// DIR/img/NAME.jpg with DIR/gt/NAME.png for each NAME.jpg listed in `split`.
-SegResult evaluate_segmentation(const models::SamModel& model, const std::string& dir, const std::string& split,
-                                SegPrompt kind, int64_t limit = 0);
+// DIR/img/NAME.jpg with DIR/gt/NAME.png for each NAME.jpg listed in `split`; one result per
+// prompt kind, all from the same image embedding (the encoder runs once per image).
+std::vector<SegResult> evaluate_segmentation(const models::SamModel& model, const std::string& dir,
+                                             const std::string& split, const std::vector<SegPrompt>& kinds,
+                                             int64_t limit = 0);
 
 }  // namespace vs::eval
