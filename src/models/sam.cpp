@@ -61,6 +61,12 @@ StateDict SamModel::state_dict() const {
   return sd;
 }
 
+std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> SamModel::linears() {
+  auto out = encoder.linears("image_encoder.");
+  for (auto& l : mask_decoder.linears()) out.push_back(l);
+  return out;
+}
+
 int64_t SamModel::num_params() const {
   int64_t n = 0;
   for (auto& [name, t] : state_dict()) n += t.numel();

@@ -45,6 +45,9 @@ class SamModel {
   static bool is_sam_folder(const std::string& dir);
   StateDict state_dict() const;
   int64_t num_params() const;
+  // Every Linear layer (encoder 1x1 convs, attention and MLP layers; decoder projections and
+  // heads) with its name, for compression stages and `info`.
+  std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> linears();
 
   SamImageInput preprocess(const Image& img) const;
   Tensor embed(const SamImageInput& in) const;  // [C, grid, grid]
