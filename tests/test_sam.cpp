@@ -88,7 +88,7 @@ TEST(SamKernels, ConvNhwcMatchesNaive) {
            b = test::random_tensor({g.out_ch}, 3);
     const int64_t OH = g.out_size(H), OW = g.out_size(W), icg = g.in_ch / g.groups, ocg = g.out_ch / g.groups;
     Tensor y({1, OH, OW, g.out_ch});
-    kernels::ConvWeights cache;
+    kernels::WeightCache cache;
     kernels::conv2d_nhwc(x.f32(), w.f32(), b.f32(), y.f32(), 1, H, W, g, kernels::Epilogue::none, cache);
     float md = 0;
     for (int64_t oy = 0; oy < OH; ++oy)

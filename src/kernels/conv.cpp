@@ -5,29 +5,12 @@
 #include <vector>
 
 #include "kernels/dnnl_engine.h"
+#include "kernels/weight_cache_impl.h"
 
 namespace vs::kernels {
 
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
-
-struct ConvWeights::Impl {
-  std::mutex mu;
-  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;  // one per layout asked for
-
-  dnnl::memory get(const dnnl::memory::desc& want, const dnnl::memory::desc& plain, const float* w) {
-    std::lock_guard lock(mu);
-    for (auto& [d, m] : packed)
-      if (d == want) return m;
-    dnnl::memory src(plain, dnnl_engine(), const_cast<float*>(w)), out(want, dnnl_engine());
-    dnnl::reorder(src, out).execute(dnnl_stream(), src, out);
-    dnnl_stream().wait();
-    packed.emplace_back(want, out);
-    return out;
-  }
-};
-ConvWeights::ConvWeights() : impl(std::make_unique<Impl>()) {}
-ConvWeights::~ConvWeights() = default;
 
 namespace {
 
@@ -67,7 +50,7 @@ ConvPrim make_conv(int64_t N, int64_t H, int64_t W, const ConvGeometry& g, bool 
 }  // namespace
 
 void conv2d_nhwc(const float* x, const float* w, const float* bias, float* y, int64_t N,
-                 int64_t H, int64_t W, const ConvGeometry& g, Epilogue ep, ConvWeights& cache) {
+                 int64_t H, int64_t W, const ConvGeometry& g, Epilogue ep, WeightCache& cache) {
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                          int64_t, bool, Epilogue>;
   static std::map<Key, ConvPrim> prims;

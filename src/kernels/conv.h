@@ -1,9 +1,8 @@
 // 2-d convolution on channels-last (NHWC) float tensors through oneDNN. groups == channels is a
 // depthwise convolution. Weights are given in PyTorch's layout [OC, IC/groups, KH, KW] and
-// reordered once into the layout oneDNN prefers (kept in a ConvWeights owned by the layer).
+// reordered once into the layout oneDNN prefers (kept in a WeightCache owned by the layer).
 #pragma once
 #include <cstdint>
-#include <memory>
 
 #include "kernels/gemm.h"
 
@@ -14,16 +13,8 @@ struct ConvGeometry {
   int64_t out_size(int64_t in) const { return (in + 2 * pad - kernel) / stride + 1; }
 };
 
-class ConvWeights {
- public:
-  ConvWeights();
-  ~ConvWeights();
-  struct Impl;
-  std::unique_ptr<Impl> impl;
-};
-
 // y[N, OH, OW, OC] = conv(x[N, H, W, IC], w) + bias (bias may be null), then the epilogue.
 void conv2d_nhwc(const float* x, const float* w, const float* bias, float* y, int64_t N,
-                 int64_t H, int64_t W, const ConvGeometry& g, Epilogue ep, ConvWeights& cache);
+                 int64_t H, int64_t W, const ConvGeometry& g, Epilogue ep, WeightCache& cache);
 
 }  // namespace vs::kernels

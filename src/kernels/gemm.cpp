@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "kernels/dnnl_engine.h"
+#include "kernels/weight_cache_impl.h"
 
 namespace vs::kernels {
 namespace {
@@ -41,23 +42,6 @@ LinearPrim make_linear(int64_t M, int64_t N, int64_t K, bool has_bias, Epilogue 
 
 }  // namespace
 
-struct WeightCache::Impl {
-  std::mutex mu;
-  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;
-
-  dnnl::memory get(const dnnl::memory::desc& want, const float* w, int64_t N, int64_t K) {
-    std::lock_guard lock(mu);
-    for (auto& [d, m] : packed)
-      if (d == want) return m;
-    auto& e = dnnl_engine();
-    dnnl::memory plain(dnnl::memory::desc({K, N}, dt::f32, {1, K}), e, const_cast<float*>(w));
-    dnnl::memory out(want, e);
-    dnnl::reorder(plain, out).execute(dnnl_stream(), plain, out);
-    dnnl_stream().wait();
-    packed.emplace_back(want, out);
-    return out;
-  }
-};
 WeightCache::WeightCache() : impl(std::make_unique<Impl>()) {}
 WeightCache::~WeightCache() = default;
 
@@ -76,7 +60,7 @@ void linear_f32(const float* x, const float* w, const float* bias, float* y, int
   auto& eng = dnnl_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<float*>(x))},
-      {DNNL_ARG_WEIGHTS, pack ? wcache->impl->get(p.wei, w, N, K)
+      {DNNL_ARG_WEIGHTS, pack ? wcache->impl->get(p.wei, dnnl::memory::desc({K, N}, dt::f32, {1, K}), w)
                               : dnnl::memory(p.wei, eng, const_cast<float*>(w))},
       {DNNL_ARG_DST, dnnl::memory(p.dst, eng, y)}};
   if (bias) args[DNNL_ARG_BIAS] = dnnl::memory(p.bias, eng, const_cast<float*>(bias));

@@ -75,35 +75,35 @@ namespace {
 
 ConvGeometry depthwise(int64_t C, int64_t k, int64_t stride) { return {C, C, k, stride, k / 2, C}; }
 
-// Zero-padded window partition: tokens [H*W, C] -> [nWin, w*w, C] (pad to multiples of w).
-Tensor window_partition(const Tensor& x, int64_t H, int64_t W, int64_t w) {
-  const int64_t C = x.dim(1), nh = (H + w - 1) / w, nw = (W + w - 1) / w;
-  Tensor out({nh * nw, w * w, C});
+// Visits every row of every w x w window of an H x W token grid (padded to multiples of w):
+// fn(token index of the row's first token, its index in window order, tokens in the row that
+// are not padding).
+template <class Fn>
+void for_each_window_row(int64_t H, int64_t W, int64_t w, Fn fn) {
+  const int64_t nh = (H + w - 1) / w, nw = (W + w - 1) / w;
 #pragma omp parallel for collapse(2)
   for (int64_t by = 0; by < nh; ++by)
     for (int64_t bx = 0; bx < nw; ++bx)
-      for (int64_t r = 0; r < w; ++r) {
-        const int64_t y = by * w + r;
-        if (y >= H) continue;
-        const int64_t x0 = bx * w, n = std::min(w, W - x0);
-        std::memcpy(out.f32() + ((by * nw + bx) * w * w + r * w) * C, x.f32() + (y * W + x0) * C,
-                    size_t(n * C) * sizeof(float));
-      }
+      for (int64_t r = 0; r < w && by * w + r < H; ++r)
+        fn((by * w + r) * W + bx * w, (by * nw + bx) * w * w + r * w, std::min(w, W - bx * w));
+}
+
+// Zero-padded window partition: tokens [H*W, C] -> [nWin, w*w, C].
+Tensor window_partition(const Tensor& x, int64_t H, int64_t W, int64_t w) {
+  const int64_t C = x.dim(1);
+  Tensor out({((H + w - 1) / w) * ((W + w - 1) / w), w * w, C});
+  for_each_window_row(H, W, w, [&](int64_t tok, int64_t win, int64_t n) {
+    std::memcpy(out.f32() + win * C, x.f32() + tok * C, size_t(n * C) * sizeof(float));
+  });
   return out;
 }
 
 // Inverse of window_partition, dropping the padding, added into x (the residual connection).
 void window_reverse_add(const Tensor& win, Tensor& x, int64_t H, int64_t W, int64_t w) {
-  const int64_t C = x.dim(1), nh = (H + w - 1) / w, nw = (W + w - 1) / w;
-#pragma omp parallel for collapse(2)
-  for (int64_t by = 0; by < nh; ++by)
-    for (int64_t bx = 0; bx < nw; ++bx)
-      for (int64_t r = 0; r < w; ++r) {
-        const int64_t y = by * w + r;
-        if (y >= H) continue;
-        const int64_t x0 = bx * w, n = std::min(w, W - x0);
-        kernels::add_inplace(x.f32() + (y * W + x0) * C, win.f32() + ((by * nw + bx) * w * w + r * w) * C, n * C);
-      }
+  const int64_t C = x.dim(1);
+  for_each_window_row(H, W, w, [&](int64_t tok, int64_t wi, int64_t n) {
+    kernels::add_inplace(x.f32() + tok * C, win.f32() + wi * C, n * C);
+  });
 }
 
 }  // namespace

@@ -13,7 +13,7 @@ namespace vs::nn {
 struct Conv2d {
   Tensor weight, bias;  // bias may be undefined
   kernels::ConvGeometry geom;
-  std::shared_ptr<kernels::ConvWeights> packed = std::make_shared<kernels::ConvWeights>();
+  std::shared_ptr<kernels::WeightCache> packed = std::make_shared<kernels::WeightCache>();
 
   static Conv2d load(ParamReader& p, const std::string& prefix, const kernels::ConvGeometry& g, bool bias);
   // x: [N, H, W, in_ch] -> [N, OH, OW, out_ch]
