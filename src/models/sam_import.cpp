@@ -107,6 +107,18 @@ Tensor qkv_rows_to_timm(const Tensor& t, int64_t heads) {
   return out;
 }
 
+// A tensor the import expects to have recovered; a graph without it is not the model we know.
+Tensor& need(StateDict& sd, const std::string& name, const std::string& path) {
+  auto it = sd.find(name);
+  check(it != sd.end(), path + ": no tensor " + name + " after import (not a MobileSAM/SAM ONNX export?)");
+  return it->second;
+}
+
+int64_t stride_of(const OnnxNode& n) {
+  auto it = n.ints.find("strides");
+  return it == n.ints.end() || it->second.empty() ? 1 : it->second[0];
+}
+
 int64_t count_prefix(const StateDict& sd, const std::string& fmt_prefix, const std::string& suffix) {
   int64_t n = 0;
   while (sd.count(fmt_prefix + std::to_string(n) + suffix)) ++n;
@@ -144,8 +156,9 @@ nlohmann::json import_encoder(const std::string& path, StateDict& out) {
           fold_attention_bias(*ab, where);
     }
     if (n.op == "Conv" && n.name.find("/downsample/conv2/") != std::string::npos)
-      cfg.downsample_strides.push_back(n.ints.at("strides").at(0));
-    if (n.op == "Conv" && n.name == "/patch_embed/seq/seq.0/c/Conv") check(n.ints.at("strides").at(0) == 2, path + ": unexpected stem stride");
+      cfg.downsample_strides.push_back(stride_of(n));
+    if (n.op == "Conv" && n.name.rfind("/patch_embed/", 0) == 0)
+      check(stride_of(n) == 2, path + ": " + n.name + ": stem convolutions must have stride 2");
   }
   // Architecture from the recovered weights.
   int64_t S = 0;
@@ -156,21 +169,21 @@ nlohmann::json import_encoder(const std::string& path, StateDict& out) {
   for (int64_t s = 0; s < S; ++s) {
     const std::string L = P + "layers." + std::to_string(s) + ".blocks.";
     cfg.depths.push_back(count_prefix(out, L, s == 0 ? ".conv3.c.bias" : ".attn.qkv.bias"));
-    cfg.embed_dims.push_back(out.at(L + "0" + (s == 0 ? ".conv3.c.bias" : ".attn.proj.bias")).dim(0));
+    cfg.embed_dims.push_back(need(out, L + "0" + (s == 0 ? ".conv3.c.bias" : ".attn.proj.bias"), path).dim(0));
     if (s == 0) {
       cfg.num_heads.push_back(0);
       cfg.window_sizes.push_back(1);
-      cfg.mbconv_expand_ratio = out.at(L + "0.conv1.c.weight").dim(0) / cfg.embed_dims[0];
+      cfg.mbconv_expand_ratio = need(out, L + "0.conv1.c.weight", path).dim(0) / cfg.embed_dims[0];
       continue;
     }
-    const Tensor& ab = out.at(L + "0.attn.attention_biases");
+    const Tensor& ab = need(out, L + "0.attn.attention_biases", path);
     cfg.num_heads.push_back(ab.dim(0));
     cfg.window_sizes.push_back(int64_t(std::lround(std::sqrt(double(ab.dim(1))))));
-    cfg.mlp_ratio = out.at(L + "0.mlp.fc1.bias").dim(0) / cfg.embed_dims[size_t(s)];
-    cfg.local_conv_size = out.at(L + "0.local_conv.c.weight").dim(2);
+    cfg.mlp_ratio = need(out, L + "0.mlp.fc1.bias", path).dim(0) / cfg.embed_dims[size_t(s)];
+    cfg.local_conv_size = need(out, L + "0.local_conv.c.weight", path).dim(2);
     for (int64_t b = 0; b < cfg.depths.back(); ++b)
       for (auto part : {".attn.qkv.weight", ".attn.qkv.bias"}) {
-        Tensor& t = out.at(L + std::to_string(b) + part);
+        Tensor& t = need(out, L + std::to_string(b) + part, path);
         t = qkv_rows_to_timm(t, cfg.num_heads.back());
       }
   }
@@ -179,8 +192,8 @@ nlohmann::json import_encoder(const std::string& path, StateDict& out) {
   for (auto& [name, t] : out)
     if (name.rfind(P, 0) == 0 && t.ndim() == 4 && t.dim(2) == 1 && t.dim(3) == 1)
       t = t.reshape({t.dim(0), t.dim(1)});
-  cfg.out_chans = out.at(P + "neck.0.weight").dim(0);
-  cfg.in_chans = out.at(P + "patch_embed.seq.0.c.weight").dim(1);
+  cfg.out_chans = need(out, P + "neck.0.weight", path).dim(0);
+  cfg.in_chans = need(out, P + "patch_embed.seq.0.c.weight", path).dim(1);
   cfg.img_size = 1024;
   nlohmann::json j = cfg.to_json();
   j["onnx_producer"] = m.producer;
@@ -218,10 +231,7 @@ nlohmann::json import_decoder(const std::string& path, StateDict& out) {
       throw Error(path + ": cannot name initializer " + name + " (read by " + node->op + " " + node->name + ")");
     }
   }
-  auto need = [&](const std::string& n) -> const Tensor& {
-    check(out.count(n) != 0, path + ": missing " + n + " after import");
-    return out.at(n);
-  };
+  auto need = [&](const std::string& n) -> const Tensor& { return models::need(out, n, path); };
   const int64_t heads = 8;  // SAM's TwoWayTransformer always has 8 heads; widths are checked below
   const int64_t C = need("mask_decoder.transformer.layers.0.norm1.weight").dim(0);
   const int64_t depth = count_prefix(out, "mask_decoder.transformer.layers.", ".norm1.weight");
