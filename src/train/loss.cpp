@@ -22,7 +22,7 @@ double kd_loss(const Tensor& student, const Tensor& teacher, float T, Tensor& gr
   check(student.shape() == teacher.shape() && student.ndim() == 2, "kd_loss: student and teacher logits differ in shape");
   const int64_t R = student.dim(0), K = student.dim(1);
   grad = Tensor::empty(student.shape());
-  std::vector<double> ls(size_t(K)), lt(size_t(K));
+  std::vector<double> ls(static_cast<size_t>(K)), lt(static_cast<size_t>(K));
   double total = 0;
   for (int64_t r = 0; r < R; ++r) {
     log_softmax(student.f32() + r * K, K, T, ls);
