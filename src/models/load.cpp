@@ -121,7 +121,7 @@ void save_model(const std::string& dir, const ViT& model, const nlohmann::json& 
   fs::create_directories(tmp);
   try {
     nlohmann::json cfg = vit_config_to_json(model.cfg);
-    cfg.merge_patch(extra);
+    if (extra.is_object()) cfg.merge_patch(extra);  // a null patch would replace the whole config
     save_safetensors((tmp / "model.safetensors").string(), model.state_dict(),
                      {{"format", "pt"}, {"producer", "vitshrink"}});
     write_atomic((tmp / "config.json").string(), [&](std::ostream& f) { f << cfg.dump(2) << "\n"; });

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/elementwise.h"
 #include "train/ops.h"
 
 namespace vs::train {
@@ -66,7 +67,7 @@ Tensor TrainViT::forward(const Tensor& images) {
   return logits;
 }
 
-void TrainViT::backward(const Tensor& dlogits) {
+void TrainViT::backward(const Tensor& dlogits, const std::vector<Tensor>* dblocks) {
   const int64_t B = B_, C = cfg.embed_dim, T = cfg.num_tokens(), Np = cfg.num_patches(),
                 pre = cfg.num_prefix_tokens(), nh = cfg.distilled ? 2 : 1;
   check(dlogits.numel() == B * cfg.num_classes, "TrainViT::backward: gradient shape does not match the forward");
@@ -91,7 +92,11 @@ void TrainViT::backward(const Tensor& dlogits) {
       for (int64_t b = 0; b < B; ++b)
         std::memcpy(dx.f32() + (b * T + h) * C, dpool.f32() + (h * B + b) * C, size_t(C) * 4);
   }
-  for (size_t i = blocks_.size(); i-- > 0;) dx = blocks_[i].backward(dx);
+  check(!dblocks || dblocks->size() == blocks_.size(), "TrainViT::backward: one gradient per block expected");
+  for (size_t i = blocks_.size(); i-- > 0;) {
+    if (dblocks) kernels::add_inplace(dx.f32(), (*dblocks)[i].f32(), dx.numel());
+    dx = blocks_[i].backward(dx);
+  }
   block_out_.clear();
   // tokens = [cls, dist, patch embeddings] + pos_embed
   column_sums(dx.f32(), pos_.grad.f32(), B, T * C);

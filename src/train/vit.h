@@ -15,8 +15,9 @@ class TrainViT {
 
   // images [B, in_chans, S, S] -> logits [B, num_classes]; keeps what backward needs.
   Tensor forward(const Tensor& images);
-  // Sets every parameter's gradient from dL/dlogits [B, num_classes].
-  void backward(const Tensor& dlogits);
+  // Sets every parameter's gradient from dL/dlogits [B, num_classes], plus, when given,
+  // dL/d(block i output) for every block (feature distillation).
+  void backward(const Tensor& dlogits, const std::vector<Tensor>* dblocks = nullptr);
   // Output of each block of the last forward, [B * tokens, C] (for feature distillation).
   const std::vector<Tensor>& block_outputs() const { return block_out_; }
 
