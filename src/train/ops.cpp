@@ -87,85 +87,99 @@ void gelu_backward(const float* a, const float* dy, float* da, int64_t n) {
   }
 }
 
-// Per head h, batched over images: views of [B, N, width] slices of the fused buffers.
+// Heads are processed in groups of equal width: all heads in one batched product when they are
+// uniform, else one head at a time. Views are 4-d [B, heads in group, rows, cols] into the fused
+// qkv / output buffers and the probabilities [B, H, N, N].
 namespace {
-struct Heads {
-  const kernels::HeadLayout& l;
+struct Group {
+  int64_t h0, count, dq, dv, qoff, voff;
+};
+std::vector<Group> head_groups(const kernels::HeadLayout& l) {
+  const int64_t H = int64_t(l.qk_dim.size());
+  if (l.uniform()) return {{0, H, l.qk_dim[0], l.v_dim[0], 0, 0}};
+  std::vector<Group> g;
+  int64_t qoff = 0, voff = 0;
+  for (int64_t h = 0; h < H; ++h) {
+    g.push_back({h, 1, l.qk_dim[size_t(h)], l.v_dim[size_t(h)], qoff, voff});
+    qoff += l.qk_dim[size_t(h)];
+    voff += l.v_dim[size_t(h)];
+  }
+  return g;
+}
+struct Views {
   int64_t B, N, H, ld, ldo, qk;
-  Heads(const kernels::HeadLayout& hl, int64_t b, int64_t n)
-      : l(hl), B(b), N(n), H(int64_t(hl.qk_dim.size())), ld(hl.qkv_width()), ldo(hl.v_total()),
-        qk(hl.qk_total()) {}
-  kernels::View qkv_rows(const float* p, int64_t d) const { return {p, {B, N, d}, {N * ld, ld, 1}}; }
-  kernels::View qkv_cols(const float* p, int64_t d) const { return {p, {B, d, N}, {N * ld, 1, ld}}; }
-  kernels::View out_rows(const float* p, int64_t d) const { return {p, {B, N, d}, {N * ldo, ldo, 1}}; }
-  kernels::View probs(const float* p) const { return {p, {B, N, N}, {H * N * N, N, 1}}; }
-  kernels::View probs_t(const float* p) const { return {p, {B, N, N}, {H * N * N, 1, N}}; }
+  Views(const kernels::HeadLayout& l, int64_t b, int64_t n)
+      : B(b), N(n), H(int64_t(l.qk_dim.size())), ld(l.qkv_width()), ldo(l.v_total()), qk(l.qk_total()) {}
+  // [B, g, N, d] rows of the qkv buffer (head stride d), and the same transposed [B, g, d, N]
+  kernels::View rows(const float* p, const Group& g, int64_t d) const { return {p, {B, g.count, N, d}, {N * ld, d, ld, 1}}; }
+  kernels::View cols(const float* p, const Group& g, int64_t d) const { return {p, {B, g.count, d, N}, {N * ld, d, 1, ld}}; }
+  kernels::View out(const float* p, const Group& g, int64_t d) const { return {p, {B, g.count, N, d}, {N * ldo, d, ldo, 1}}; }
+  kernels::View probs(const float* p, const Group& g, bool t) const {
+    return {p, {B, g.count, N, N}, {H * N * N, N * N, t ? 1 : N, t ? N : 1}};
+  }
+  std::vector<int64_t> dims(const Group& g, int64_t d) const { return {B, g.count, N, d}; }
+  std::vector<int64_t> qkv_strides(int64_t d) const { return {N * ld, d, ld, 1}; }
 };
 }  // namespace
 
 void attention_forward(const float* qkv, float* out, float* probs, int64_t B, int64_t N,
                        const kernels::HeadLayout& heads, float scale) {
-  Heads v(heads, B, N);
-  int64_t qoff = 0, voff = 0;
-  for (int64_t h = 0; h < v.H; ++h) {
-    const int64_t dq = heads.qk_dim[size_t(h)], dv = heads.v_dim[size_t(h)];
-    float* ph = probs + h * N * N;
-    if (dq > 0)
-      matmul_strided(v.qkv_rows(qkv + qoff, dq), v.qkv_cols(qkv + v.qk + qoff, dq), ph, {B, N, N},
-                     {v.H * N * N, N, 1});
+  Views v(heads, B, N);
+  for (const Group& g : head_groups(heads)) {
+    float* ph = probs + g.h0 * N * N;
+    if (g.dq > 0)
+      matmul_strided(v.rows(qkv + g.qoff, g, g.dq), v.cols(qkv + v.qk + g.qoff, g, g.dq), ph, v.dims(g, N),
+                     {v.H * N * N, N * N, N, 1});
     else  // no query/key left: every score is 0, attention is uniform
-      for (int64_t b = 0; b < B; ++b) std::fill(ph + b * v.H * N * N, ph + b * v.H * N * N + N * N, 0.f);
-    for (int64_t b = 0; b < B; ++b) kernels::softmax_rows(ph + b * v.H * N * N, N, N, scale);
-    if (dv > 0)
-      matmul_strided(v.probs(ph), v.qkv_rows(qkv + 2 * v.qk + voff, dv), out + voff, {B, N, dv},
-                     {N * v.ldo, v.ldo, 1});
-    qoff += dq;
-    voff += dv;
+      for (int64_t b = 0; b < B; ++b) std::fill(ph + b * v.H * N * N, ph + b * v.H * N * N + g.count * N * N, 0.f);
+    for (int64_t b = 0; b < B; ++b) kernels::softmax_rows(ph + b * v.H * N * N, g.count * N, N, scale);
+    if (g.dv > 0)
+      matmul_strided(v.probs(ph, g, false), v.rows(qkv + 2 * v.qk + g.voff, g, g.dv), out + g.voff, v.dims(g, g.dv),
+                     {N * v.ldo, g.dv, v.ldo, 1});
   }
 }
 
 void attention_backward(const float* qkv, const float* probs, const float* dout, float* dqkv,
                         int64_t B, int64_t N, const kernels::HeadLayout& heads, float scale) {
-  Heads v(heads, B, N);
-  Tensor dp_t = Tensor::empty({B, N, N});
+  Views v(heads, B, N);
+  std::vector<Group> groups = head_groups(heads);
+  int64_t most = 0;
+  for (auto& g : groups) most = std::max(most, g.count);
+  Tensor dp_t = Tensor::empty({B, most, N, N});
   float* dp = dp_t.f32();
-  int64_t qoff = 0, voff = 0;
-  for (int64_t h = 0; h < v.H; ++h) {
-    const int64_t dq = heads.qk_dim[size_t(h)], dv = heads.v_dim[size_t(h)];
-    const float* ph = probs + h * N * N;
-    float* dq_out = dqkv + qoff;
-    float* dk_out = dqkv + v.qk + qoff;
-    if (dv == 0) {  // the head's output is empty: its q and k have no gradient
+  for (const Group& g : groups) {
+    const float* ph = probs + g.h0 * N * N;
+    float* dq_out = dqkv + g.qoff;
+    float* dk_out = dqkv + v.qk + g.qoff;
+    if (g.dv == 0) {  // the head's output is empty: its q and k have no gradient
       for (int64_t r = 0; r < B * N; ++r) {
-        std::fill(dq_out + r * v.ld, dq_out + r * v.ld + dq, 0.f);
-        std::fill(dk_out + r * v.ld, dk_out + r * v.ld + dq, 0.f);
+        std::fill(dq_out + r * v.ld, dq_out + r * v.ld + g.count * g.dq, 0.f);
+        std::fill(dk_out + r * v.ld, dk_out + r * v.ld + g.count * g.dq, 0.f);
       }
-      qoff += dq;
       continue;
     }
     // dV = P^T dO
-    matmul_strided(v.probs_t(ph), v.out_rows(dout + voff, dv), dqkv + 2 * v.qk + voff, {B, N, dv},
-                   {N * v.ld, v.ld, 1});
-    if (dq > 0) {
-      // dP = dO V^T, then dS = P * (dP - <dP, P>_row) * scale, in place
-      matmul_strided(v.out_rows(dout + voff, dv), v.qkv_cols(qkv + 2 * v.qk + voff, dv), dp,
-                     {B, N, N}, {N * N, N, 1});
+    matmul_strided(v.probs(ph, g, true), v.out(dout + g.voff, g, g.dv), dqkv + 2 * v.qk + g.voff,
+                   v.dims(g, g.dv), v.qkv_strides(g.dv));
+    if (g.dq == 0) continue;
+    // dP = dO V^T, then dS = P * (dP - <dP, P>_row) * scale, in place
+    const std::vector<int64_t> dp_strides{g.count * N * N, N * N, N, 1};
+    matmul_strided(v.out(dout + g.voff, g, g.dv), v.cols(qkv + 2 * v.qk + g.voff, g, g.dv), dp, v.dims(g, N),
+                   dp_strides);
 #pragma omp parallel for collapse(2) schedule(static)
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t i = 0; i < N; ++i) {
-          const float* pr = ph + b * v.H * N * N + i * N;
-          float* dr = dp + (b * N + i) * N;
-          float dot = 0.f;
-          for (int64_t j = 0; j < N; ++j) dot += dr[j] * pr[j];
-          for (int64_t j = 0; j < N; ++j) dr[j] = pr[j] * (dr[j] - dot) * scale;
-        }
-      matmul_strided({dp, {B, N, N}, {N * N, N, 1}}, v.qkv_rows(qkv + v.qk + qoff, dq), dq_out,
-                     {B, N, dq}, {N * v.ld, v.ld, 1});
-      matmul_strided({dp, {B, N, N}, {N * N, 1, N}}, v.qkv_rows(qkv + qoff, dq), dk_out,
-                     {B, N, dq}, {N * v.ld, v.ld, 1});
-    }
-    qoff += dq;
-    voff += dv;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < g.count * N; ++i) {
+        const float* pr = ph + b * v.H * N * N + i * N;
+        float* dr = dp + (b * g.count * N + i) * N;
+        float dot = 0.f;
+        for (int64_t j = 0; j < N; ++j) dot += dr[j] * pr[j];
+        for (int64_t j = 0; j < N; ++j) dr[j] = pr[j] * (dr[j] - dot) * scale;
+      }
+    // dQ = dS K, dK = dS^T Q
+    matmul_strided({dp, v.dims(g, N), dp_strides}, v.rows(qkv + v.qk + g.qoff, g, g.dq), dq_out, v.dims(g, g.dq),
+                   v.qkv_strides(g.dq));
+    matmul_strided({dp, v.dims(g, N), {g.count * N * N, N * N, 1, N}}, v.rows(qkv + g.qoff, g, g.dq), dk_out,
+                   v.dims(g, g.dq), v.qkv_strides(g.dq));
   }
 }
 
