@@ -41,6 +41,7 @@ void add_distill(CLI::App& app) {
     bool no_flip = false;
   };
   auto a = std::make_shared<Args>();
+  cmd->option_defaults()->always_capture_default();
   add_model_args(cmd, *a);
   cmd->add_option("--teacher", a->teacher, "teacher model (folder or weights file)")->required();
   cmd->add_option("--data", a->data, "training image folder (ImageNet-style or any images)")->required();

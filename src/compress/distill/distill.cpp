@@ -148,8 +148,10 @@ DistillResult distill(const models::ViT& student, const models::ViT& teacher,
     last_loss = loss;
     ema = step == start ? loss : 0.9 * ema + 0.1 * loss;
     if (s.progress) bar.update(step + 1, fmt::format("loss {:.4f}", ema));
-    if (!s.checkpoint.empty() && s.checkpoint_every > 0 && (step + 1) % s.checkpoint_every == 0)
+    if (!s.checkpoint.empty() && s.checkpoint_every > 0 && (step + 1) % s.checkpoint_every == 0) {
       save_checkpoint(s.checkpoint, step + 1, params, opt, s);
+      if (s.progress) fmt::print(stderr, "\nstep {}/{}: loss {:.4f} (average {:.4f}), checkpoint {}\n", step + 1, s.steps, loss, ema, s.checkpoint);
+    }
   }
   if (s.progress) bar.finish();
   if (!s.checkpoint.empty() && step < s.steps) save_checkpoint(s.checkpoint, step, params, opt, s);
