@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "kernels/elementwise.h"
+#include "kernels/fastmath.h"
 #include "kernels/gemm.h"
 #include "kernels/quantize_act.h"
 #include "train/ops.h"
@@ -68,11 +69,8 @@ Tensor TrainLinear::forward(const Tensor& x) {
           xq.f32()[m * K + k] = float(int32_t(codes.data<uint8_t>()[m * K + k]) - zp[size_t(m)]) * sc[size_t(m)];
       xmask_ = Tensor();
     } else {
-      kernels::fake_quantize_u8(x.f32(), xq.f32(), M * K, act_.scale, act_.zero, act_.bits);
-      const float lo = float(-act_.zero) * act_.scale, hi = float((1 << act_.bits) - 1 - act_.zero) * act_.scale;
       xmask_ = Tensor::empty({M, K});
-    #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < M * K; ++i) xmask_.f32()[i] = x.f32()[i] >= lo && x.f32()[i] <= hi ? 1.f : 0.f;
+      fake_quantize_u8(x.f32(), xq.f32(), xmask_.f32(), M * K, act_.scale, act_.zero, act_.bits);
     }
     x_ = xq;
   } else {
@@ -137,7 +135,7 @@ TrainBlock::TrainBlock(const nn::Block& blk, const std::string& p)
     : norm1(blk.norm1, p + ".norm1"), norm2(blk.norm2, p + ".norm2"),
       qkv(*blk.attn.qkv, p + ".attn.qkv"), proj(*blk.attn.proj, p + ".attn.proj"),
       fc1(*blk.mlp.fc1, p + ".mlp.fc1"), fc2(*blk.mlp.fc2, p + ".mlp.fc2"), heads(blk.attn.heads),
-      scale(blk.attn.scale) {
+      scale(blk.attn.scale), aq(blk.attn.quant) {
   if (blk.ls1.defined()) ls1 = make_param(p + ".ls1.gamma", blk.ls1, false);
   if (blk.ls2.defined()) ls2 = make_param(p + ".ls2.gamma", blk.ls2, false);
 }
@@ -173,18 +171,59 @@ static Tensor residual_branch_grad(const Tensor& dy, const Tensor& y, Param& gam
   return dbranch;
 }
 
+// The attention operands in the fused qkv buffer [rows, W], fake-quantised as
+// kernels::attention_quant does (q: u8 with zero point; k, v: s8 symmetric; bits 16 = float);
+// mask = 1 where a value was inside its range.
+static Tensor fake_quant_qkv(const Tensor& qkv, const kernels::HeadLayout& heads,
+                             const kernels::AttnQuant& aq, Tensor& mask) {
+  const int64_t W = heads.qkv_width(), rows = qkv.numel() / W, qk = heads.qk_total(), vt = heads.v_total();
+  Tensor out = qkv.clone();
+  mask = Tensor::empty(qkv.shape());
+  std::fill(mask.f32(), mask.f32() + mask.numel(), 1.f);
+  auto fq = [&](int64_t off, int64_t cols, int bits, float s, int32_t zero, bool sym) {
+    if (bits >= 16 || cols == 0) return;
+    Tensor codes = Tensor::empty({rows, cols}, sym ? DType::i8 : DType::u8);
+    if (sym)
+      kernels::quantize_s8(qkv.f32() + off, codes.data<int8_t>(), rows, cols, W, s, bits);
+    else
+      kernels::quantize_u8(qkv.f32() + off, codes.data<uint8_t>(), rows, cols, W, s, zero, bits);
+    const int32_t lim = sym ? (1 << (bits - 1)) - 1 : 0;
+    const float lo = sym ? -float(lim) * s : float(-zero) * s,
+                hi = sym ? float(lim) * s : float((1 << bits) - 1 - zero) * s;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const int32_t q = sym ? int32_t(codes.data<int8_t>()[r * cols + c]) : int32_t(codes.data<uint8_t>()[r * cols + c]) - zero;
+        const float x = qkv.f32()[r * W + off + c];
+        out.f32()[r * W + off + c] = float(q) * s;
+        mask.f32()[r * W + off + c] = x >= lo && x <= hi ? 1.f : 0.f;
+      }
+  };
+  fq(0, qk, aq.q_bits, aq.q_scale, aq.q_zero, false);
+  fq(qk, qk, aq.k_bits, aq.k_scale, 0, true);
+  fq(2 * qk, vt, aq.v_bits, aq.v_scale, 0, true);
+  return out;
+}
+
 Tensor TrainBlock::forward(const Tensor& x, int64_t b, int64_t n) {
   B = b;
   N = n;
   qkv_out_ = qkv.forward(norm1.forward(x));
-  probs_ = Tensor::empty({B, int64_t(heads.qk_dim.size()), N, N});
+  if (aq.any()) qkv_out_ = fake_quant_qkv(qkv_out_, heads, aq, qkv_mask_);
+  const int64_t H = int64_t(heads.qk_dim.size());
+  probs_ = Tensor::empty({B, H, N, N});
+  const ProbQuant pq{aq.p_bits, aq.p_scale};
+  if (pq.bits < 16) probs_q_ = Tensor::empty({B, H, N, N});
   Tensor ctx = Tensor::empty({B * N, heads.v_total()});
-  attention_forward(qkv_out_.f32(), ctx.f32(), probs_.f32(), B, N, heads, scale);
+  attention_forward(qkv_out_.f32(), ctx.f32(), probs_.f32(), B, N, heads, scale, pq,
+                    pq.bits < 16 ? probs_q_.f32() : nullptr);
   Tensor y1 = proj.forward(ctx);
   Tensor xm = residual(x, y1, ls1);
   pre_gelu_ = fc1.forward(norm2.forward(xm));
-  Tensor act = pre_gelu_.clone();
-  kernels::gelu(act.f32(), act.numel());
+  Tensor act = Tensor::empty(pre_gelu_.shape());
+  const float* pg = pre_gelu_.f32();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < act.numel(); ++i) act.f32()[i] = kernels::gelu_erf(pg[i]);
   Tensor y2 = fc2.forward(act);
   if (ls1.value.defined()) y1_ = y1;
   if (ls2.value.defined()) y2_ = y2;
@@ -199,10 +238,14 @@ Tensor TrainBlock::backward(const Tensor& dy) {
   kernels::add_inplace(dxm.f32(), dy.f32(), dxm.numel());
   Tensor dctx = proj.backward(residual_branch_grad(dxm, y1_, ls1), true);
   Tensor dqkv = Tensor::empty(qkv_out_.shape());
-  attention_backward(qkv_out_.f32(), probs_.f32(), dctx.f32(), dqkv.f32(), B, N, heads, scale);
+  const ProbQuant pq{aq.p_bits, aq.p_scale};
+  attention_backward(qkv_out_.f32(), probs_.f32(), dctx.f32(), dqkv.f32(), B, N, heads, scale, pq,
+                     pq.bits < 16 ? probs_q_.f32() : nullptr);
+  if (aq.any())
+    for (int64_t i = 0; i < dqkv.numel(); ++i) dqkv.f32()[i] *= qkv_mask_.f32()[i];
   Tensor dx = norm1.backward(qkv.backward(dqkv, true));
   kernels::add_inplace(dx.f32(), dxm.f32(), dx.numel());
-  qkv_out_ = probs_ = pre_gelu_ = y1_ = y2_ = Tensor();
+  qkv_out_ = qkv_mask_ = probs_ = probs_q_ = pre_gelu_ = y1_ = y2_ = Tensor();
   return dx;
 }
 
@@ -225,6 +268,7 @@ nn::Block TrainBlock::to_block() const {
   b.attn.proj = proj.to_linear();
   b.attn.heads = heads;
   b.attn.scale = scale;
+  b.attn.quant = aq;
   b.mlp.fc1 = fc1.to_linear();
   b.mlp.fc2 = fc2.to_linear();
   if (ls1.value.defined()) b.ls1 = ls1.value.clone();

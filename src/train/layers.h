@@ -59,14 +59,17 @@ struct TrainLayerNorm {
 };
 
 // x += ls1 * proj(attn(qkv(norm1(x)))); x += ls2 * fc2(gelu(fc1(norm2(x)))).
+// Quantised attention operands (q/k, v, probabilities: nn::Attention::quant) are fake-quantised
+// as kernels::attention_quant quantises them, with straight-through gradients; scales fixed.
 struct TrainBlock {
   TrainLayerNorm norm1, norm2;
   TrainLinear qkv, proj, fc1, fc2;
   kernels::HeadLayout heads;
   float scale = 1.f;
+  kernels::AttnQuant aq;
   Param ls1, ls2;  // LayerScale gammas; value undefined when the block has none
   int64_t B = 0, N = 0;
-  Tensor qkv_out_, probs_, pre_gelu_, y1_, y2_;
+  Tensor qkv_out_, qkv_mask_, probs_, probs_q_, pre_gelu_, y1_, y2_;
 
   TrainBlock(const nn::Block& blk, const std::string& prefix);
   Tensor forward(const Tensor& x, int64_t B, int64_t N);  // x [B*N, C] -> new tensor

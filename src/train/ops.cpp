@@ -7,7 +7,9 @@
 
 #include "core/tensor.h"
 #include "kernels/elementwise.h"
+#include "kernels/fastmath.h"
 #include "kernels/gemm.h"
+#include "kernels/quantize_act.h"
 
 namespace vs::train {
 
@@ -76,13 +78,25 @@ void layernorm_backward(const float* x, const float* gamma, const float* dy, flo
   }
 }
 
+void fake_quantize_u8(const float* x, float* y, float* mask, int64_t n, float scale, int32_t zero, int bits) {
+  Tensor codes = Tensor::empty({n}, DType::u8);
+  kernels::quantize_u8(x, codes.data<uint8_t>(), 1, n, n, scale, zero, bits);
+  const uint8_t* q = codes.data<uint8_t>();
+  const float lo = float(-zero) * scale, hi = float((1 << bits) - 1 - zero) * scale;
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = float(int32_t(q[i]) - zero) * scale;
+    if (mask) mask[i] = x[i] >= lo && x[i] <= hi ? 1.f : 0.f;
+  }
+}
+
 void gelu_backward(const float* a, const float* dy, float* da, int64_t n) {
   constexpr float kInvSqrt2 = 0.70710678118654752f, kInvSqrt2Pi = 0.39894228040143268f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float x = a[i];
-    const float cdf = 0.5f * (1.f + std::erf(x * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x * x);
+    const float cdf = 0.5f * (1.f + kernels::fast_erf(x * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * kernels::fast_exp(-0.5f * x * x);
     da[i] = dy[i] * (cdf + x * pdf);
   }
 }
@@ -123,7 +137,9 @@ struct Views {
 }  // namespace
 
 void attention_forward(const float* qkv, float* out, float* probs, int64_t B, int64_t N,
-                       const kernels::HeadLayout& heads, float scale) {
+                       const kernels::HeadLayout& heads, float scale, const ProbQuant& pq,
+                       float* probs_q) {
+  const bool quant_p = pq.bits < 16;
   Views v(heads, B, N);
   for (const Group& g : head_groups(heads)) {
     float* ph = probs + g.h0 * N * N;
@@ -133,14 +149,21 @@ void attention_forward(const float* qkv, float* out, float* probs, int64_t B, in
     else  // no query/key left: every score is 0, attention is uniform
       for (int64_t b = 0; b < B; ++b) std::fill(ph + b * v.H * N * N, ph + b * v.H * N * N + g.count * N * N, 0.f);
     for (int64_t b = 0; b < B; ++b) kernels::softmax_rows(ph + b * v.H * N * N, g.count * N, N, scale);
+    float* pv = quant_p ? probs_q + g.h0 * N * N : ph;  // what multiplies v
+    if (quant_p)
+      for (int64_t b = 0; b < B; ++b)
+        fake_quantize_u8(ph + b * v.H * N * N, pv + b * v.H * N * N, nullptr, g.count * N * N, pq.scale, 0, pq.bits);
     if (g.dv > 0)
-      matmul_strided(v.probs(ph, g, false), v.rows(qkv + 2 * v.qk + g.voff, g, g.dv), out + g.voff, v.dims(g, g.dv),
+      matmul_strided(v.probs(pv, g, false), v.rows(qkv + 2 * v.qk + g.voff, g, g.dv), out + g.voff, v.dims(g, g.dv),
                      {N * v.ldo, g.dv, v.ldo, 1});
   }
 }
 
 void attention_backward(const float* qkv, const float* probs, const float* dout, float* dqkv,
-                        int64_t B, int64_t N, const kernels::HeadLayout& heads, float scale) {
+                        int64_t B, int64_t N, const kernels::HeadLayout& heads, float scale,
+                        const ProbQuant& pq, const float* probs_q) {
+  const bool quant_p = pq.bits < 16;
+  const float p_hi = float((1 << pq.bits) - 1) * pq.scale;  // probabilities above are clipped
   Views v(heads, B, N);
   std::vector<Group> groups = head_groups(heads);
   int64_t most = 0;
@@ -159,7 +182,7 @@ void attention_backward(const float* qkv, const float* probs, const float* dout,
       continue;
     }
     // dV = P^T dO
-    matmul_strided(v.probs(ph, g, true), v.out(dout + g.voff, g, g.dv), dqkv + 2 * v.qk + g.voff,
+    matmul_strided(v.probs(quant_p ? probs_q + g.h0 * N * N : ph, g, true), v.out(dout + g.voff, g, g.dv), dqkv + 2 * v.qk + g.voff,
                    v.dims(g, g.dv), v.qkv_strides(g.dv));
     if (g.dq == 0) continue;
     // dP = dO V^T, then dS = P * (dP - <dP, P>_row) * scale, in place
@@ -171,6 +194,8 @@ void attention_backward(const float* qkv, const float* probs, const float* dout,
       for (int64_t i = 0; i < g.count * N; ++i) {
         const float* pr = ph + b * v.H * N * N + i * N;
         float* dr = dp + (b * g.count * N + i) * N;
+        if (quant_p)
+          for (int64_t j = 0; j < N; ++j) dr[j] = pr[j] <= p_hi ? dr[j] : 0.f;
         float dot = 0.f;
         for (int64_t j = 0; j < N; ++j) dot += dr[j] * pr[j];
         for (int64_t j = 0; j < N; ++j) dr[j] = pr[j] * (dr[j] - dot) * scale;

@@ -24,16 +24,32 @@ void linear_backward(const float* x, const float* w, const float* dy, float* dx,
 void layernorm_backward(const float* x, const float* gamma, const float* dy, float* dx,
                         float* dgamma, float* dbeta, int64_t R, int64_t C, float eps);
 
-// y = gelu(a) (exact erf form): da = dy * (Phi(a) + a * phi(a)).
+// Static activation quantisation as QuantLinear does it (kernels::quantize_u8), dequantised:
+// y = (clamp(round(x / s) + z, 0, 2^bits - 1) - z) * s; mask = 1 where x was inside the range
+// (straight-through estimator with clipping), else 0. mask may be null.
+void fake_quantize_u8(const float* x, float* y, float* mask, int64_t n, float scale, int32_t zero, int bits);
+
+// y = gelu(a) (erf form, kernels::gelu_erf): da = dy * (Phi(a) + a * phi(a)).
 void gelu_backward(const float* a, const float* dy, float* da, int64_t n);
 
+// Quantisation of the softmax probabilities before the product with v (kernels::AttnQuant's
+// p_bits / p_scale; bits 16 = float): Pq = clamp(round(P / s), 0, 2^bits - 1) * s.
+struct ProbQuant {
+  int bits = 16;
+  float scale = 1.f;
+};
+
 // As kernels::attention_f32 (qkv [B, N, q|k|v heads] -> out [B, N, v_total]), also keeping the
-// softmax probabilities probs [B, H, N, N] that backward needs. Heads may be uneven.
+// softmax probabilities probs [B, H, N, N] that backward needs. Heads may be uneven. With
+// probability quantisation, probs_q [B, H, N, N] receives Pq, which multiplies v.
 void attention_forward(const float* qkv, float* out, float* probs, int64_t B, int64_t N,
-                       const kernels::HeadLayout& heads, float scale);
+                       const kernels::HeadLayout& heads, float scale, const ProbQuant& pq = {},
+                       float* probs_q = nullptr);
 // dqkv [B, N, qkv_width] from dout [B, N, v_total]:
-//   dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dP * P)) * scale, dQ = dS K, dK = dS^T Q.
+//   dV = Pq^T dO, dP = dO V^T (zero where Pq clipped: straight-through),
+//   dS = P * (dP - rowsum(dP * P)) * scale, dQ = dS K, dK = dS^T Q.
 void attention_backward(const float* qkv, const float* probs, const float* dout, float* dqkv,
-                        int64_t B, int64_t N, const kernels::HeadLayout& heads, float scale);
+                        int64_t B, int64_t N, const kernels::HeadLayout& heads, float scale,
+                        const ProbQuant& pq = {}, const float* probs_q = nullptr);
 
 }  // namespace vs::train
