@@ -253,7 +253,7 @@ TEST(Grad, QuantLinearStraightThrough) {
   }
 }
 
-// Quantised attention operands (q/k u8/s8, v s8, probabilities u8): the training forward is the
+// Quantised attention operands (q/k asymmetric, v s8, probabilities u8): the training forward is the
 // block's own quantised forward, gradients flow (straight-through), export keeps the quantisation.
 TEST(Grad, QuantisedAttentionBlock) {
   auto vit = test::tiny_vit(6, false, false, false, 1);
@@ -263,6 +263,7 @@ TEST(Grad, QuantisedAttentionBlock) {
   aq.q_scale = 0.08f;
   aq.q_zero = 31;
   aq.k_scale = 0.06f;
+  aq.k_zero = 31;
   aq.v_scale = 0.05f;
   aq.p_scale = 1.f / 63;
   blk.attn.quant = aq;

@@ -136,6 +136,8 @@ TrainBlock::TrainBlock(const nn::Block& blk, const std::string& p)
       qkv(*blk.attn.qkv, p + ".attn.qkv"), proj(*blk.attn.proj, p + ".attn.proj"),
       fc1(*blk.mlp.fc1, p + ".mlp.fc1"), fc2(*blk.mlp.fc2, p + ".mlp.fc2"), heads(blk.attn.heads),
       scale(blk.attn.scale), aq(blk.attn.quant) {
+  check(aq.p_bits >= 16 || aq.p_tau == 0,
+        p + ".attn: log2-quantised attention probabilities cannot be trained yet");
   if (blk.ls1.defined()) ls1 = make_param(p + ".ls1.gamma", blk.ls1, false);
   if (blk.ls2.defined()) ls2 = make_param(p + ".ls2.gamma", blk.ls2, false);
 }
@@ -172,7 +174,7 @@ static Tensor residual_branch_grad(const Tensor& dy, const Tensor& y, Param& gam
 }
 
 // The attention operands in the fused qkv buffer [rows, W], fake-quantised as
-// kernels::attention_quant does (q: u8 with zero point; k, v: s8 symmetric; bits 16 = float);
+// kernels::attention_quant does (q, k: with zero points; v: s8 symmetric; bits 16 = float);
 // mask = 1 where a value was inside its range.
 static Tensor fake_quant_qkv(const Tensor& qkv, const kernels::HeadLayout& heads,
                              const kernels::AttnQuant& aq, Tensor& mask) {
@@ -200,7 +202,7 @@ static Tensor fake_quant_qkv(const Tensor& qkv, const kernels::HeadLayout& heads
       }
   };
   fq(0, qk, aq.q_bits, aq.q_scale, aq.q_zero, false);
-  fq(qk, qk, aq.k_bits, aq.k_scale, 0, true);
+  fq(qk, qk, aq.k_bits, aq.k_scale, aq.k_zero, false);  // k asymmetric like q (zero point)
   fq(2 * qk, vt, aq.v_bits, aq.v_scale, 0, true);
   return out;
 }
