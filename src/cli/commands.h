@@ -12,5 +12,6 @@ void add_quantize(CLI::App& app);
 void add_import_sam(CLI::App& app);
 void add_segment(CLI::App& app);
 void add_eval_seg(CLI::App& app);
+void add_distill(CLI::App& app);
 
 }  // namespace vs::cli

@@ -1,8 +1,12 @@
 #include "cli/common.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "core/threading.h"
+#include "io/dataset.h"
 #include "io/file.h"
 #include "models/load.h"
 #include "nn/quant_linear.h"
@@ -52,6 +56,21 @@ std::string human_bytes(int64_t b) {
   if (b >= (int64_t(1) << 20)) return fmt::format("{:.2f} MiB", double(b) / double(1 << 20));
   if (b >= 1024) return fmt::format("{:.1f} KiB", double(b) / 1024.0);
   return fmt::format("{} B", b);
+}
+
+std::vector<std::string> list_images(const std::string& dir, const std::string& split) {
+  std::vector<std::string> out;
+  std::string labels = (std::filesystem::path(dir) / "classes.txt").string();
+  if (std::filesystem::exists(labels)) {
+    for (auto& smp : imagenet_folder(dir, split, load_labels(labels))) out.push_back(smp.path);
+  } else {
+    check(split.empty(), dir + ": --split needs classes.txt in the folder");
+    check(std::filesystem::is_directory(dir), dir + ": not a folder");
+    for (auto& e : std::filesystem::directory_iterator(dir))
+      if (e.is_regular_file()) out.push_back(e.path().string());
+    std::sort(out.begin(), out.end());
+  }
+  return out;
 }
 
 }  // namespace vs::cli

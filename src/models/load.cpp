@@ -111,7 +111,7 @@ ViT load_model(const std::string& path, const std::string& arch) {
 
 void save_model(const std::string& dir, const ViT& model, const nlohmann::json& extra) {
   nlohmann::json cfg = vit_config_to_json(model.cfg);
-  cfg.merge_patch(extra);
+  if (extra.is_object()) cfg.merge_patch(extra);  // a null patch would replace the whole config
   save_model_folder(dir, model.state_dict(), cfg);
 }
 

@@ -61,8 +61,7 @@ StateDict ViT::state_dict() const {
   return sd;
 }
 
-// [B, c, H, W] -> [B * patches, c * P * P] in the (c, ky, kx) order of the conv weight.
-static Tensor patchify(const Tensor& img, int64_t P) {
+Tensor patchify(const Tensor& img, int64_t P) {
   const int64_t B = img.dim(0), c = img.dim(1), H = img.dim(2), W = img.dim(3);
   const int64_t gh = H / P, gw = W / P, K = c * P * P;
   Tensor out = Tensor::empty({B * gh * gw, K});

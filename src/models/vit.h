@@ -59,4 +59,7 @@ class ViT {
   int64_t macs_per_image() const;  // multiply-accumulates of one forward pass
 };
 
+// [B, c, H, W] -> [B * patches, c * P * P] in the (c, ky, kx) order of the conv weight.
+Tensor patchify(const Tensor& img, int64_t P);
+
 }  // namespace vs::models
