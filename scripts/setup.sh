@@ -9,6 +9,7 @@ PACKAGES=(
   libdnnl-dev libjpeg62-turbo-dev libpng-dev libzip-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev libgtest-dev
   python3-torch python3-numpy python3-pil libopenblas0-openmp
+  libeigen3-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.h"
 #include "core/threading.h"
+#include "io/dataset.h"
 #include "io/file.h"
 #include "models/load.h"
 #include "nn/quant_linear.h"
@@ -52,6 +57,21 @@ std::string human_bytes(int64_t b) {
   if (b >= (int64_t(1) << 20)) return fmt::format("{:.2f} MiB", double(b) / double(1 << 20));
   if (b >= 1024) return fmt::format("{:.1f} KiB", double(b) / 1024.0);
   return fmt::format("{} B", b);
+}
+
+std::vector<std::string> calibration_images(const std::string& dir, const std::string& split) {
+  std::vector<std::string> calib;
+  // Labels are irrelevant for calibration: list the images directly.
+  std::string labels = (std::filesystem::path(dir) / "classes.txt").string();
+  if (std::filesystem::exists(labels)) {
+    for (auto& smp : imagenet_folder(dir, split, load_labels(labels))) calib.push_back(smp.path);
+  } else {
+    check(split.empty(), dir + ": --split needs classes.txt in the folder");
+    for (auto& e : std::filesystem::directory_iterator(dir))
+      if (e.is_regular_file()) calib.push_back(e.path().string());
+    std::sort(calib.begin(), calib.end());
+  }
+  return calib;
 }
 
 }  // namespace vs::cli

@@ -76,6 +76,22 @@ static QuantSpecs quantized_layers(const nlohmann::json& j, const std::string& p
   return out;
 }
 
+// config.json "lowrank": {"layers": {"blocks.0.mlp.fc1": {"rank": r}, ...}}, merged into the specs
+// read from "quantization" (where a quantised factor is listed as "blocks.0.mlp.fc1.down").
+static void lowrank_layers(const nlohmann::json& j, const std::string& path,
+                           std::map<std::string, nn::LinearSpec>& specs) {
+  if (!j.contains("lowrank")) return;
+  try {
+    for (auto& [name, l] : j.at("lowrank").at("layers").items()) {
+      int r = l.at("rank").get<int>();
+      check(r >= 1, path + ": low-rank layer '" + name + "' has rank " + std::to_string(r) + " (must be >= 1)");
+      specs[name].rank = r;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed \"lowrank\" section (" + e.what() + ")");
+  }
+}
+
 ViT load_model(const std::string& path, const std::string& arch) {
   check(fs::exists(path), path + ": no such file or directory");
   std::string weights, config;
@@ -105,6 +121,7 @@ ViT load_model(const std::string& path, const std::string& arch) {
     nlohmann::json j = read_json(config);
     cfg = vit_config_from_json(j, config);
     quantized = quantized_layers(j, config);
+    lowrank_layers(j, config, quantized);
   }
   return ViT::from_state_dict(cfg, sd, weights, quantized.layers, quantized.attention);
 }
