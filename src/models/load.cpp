@@ -10,6 +10,7 @@
 #include "io/pth.h"
 #include "io/safetensors.h"
 #include "models/registry.h"
+#include "nn/lowrank_linear.h"
 
 namespace vs::models {
 namespace fs = std::filesystem;
@@ -138,6 +139,12 @@ void save_model(const std::string& dir, const ViT& model, const nlohmann::json& 
   fs::create_directories(tmp);
   try {
     nlohmann::json cfg = vit_config_to_json(model.cfg);
+    // The rank of every low-rank layer is structure, not history: written for any model that has
+    // one, so that later stages (e.g. quantize) keep the model loadable without knowing about it.
+    // linears() only hands out pointers here; nothing is modified.
+    for (auto& [name, slot] : const_cast<ViT&>(model).linears(false))
+      if (auto* lr = dynamic_cast<const nn::LowRankLinear*>(slot->get()))
+        cfg["lowrank"]["layers"][name]["rank"] = lr->rank();
     cfg.merge_patch(extra);
     save_safetensors((tmp / "model.safetensors").string(), model.state_dict(),
                      {{"format", "pt"}, {"producer", "vitshrink"}});

@@ -190,7 +190,13 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     const double energy = std::max(sp->energy.sum(), 1e-300);
     const bool channel = s.rank_error == LowRankSettings::RankError::channel;
     cands.push_back({l.W.cols(), l.W.rows(), flops ? rows_per_image(model.cfg, l.name) : 1.0,
-                     [sp, energy, channel](int64_t r) { return channel ? sp->channel_error_at(r) : sp->error_at(r) / energy; }});
+                     [sp, energy, channel](int64_t r) {
+                       // Squared: the sum over layers then penalises one badly cut layer far more
+                       // than many mildly cut ones (with the plain sum, greedy cut a few layers to
+                       // 40-70% error and the model fell to chance - docs/lowrank.md).
+                       const double e = channel ? sp->channel_error_at(r) : sp->error_at(r) / energy;
+                       return e * e;
+                     }});
   }
   const double to_save = total * (1.0 - s.fraction);
   auto ranks = s.mixed ? allocate_greedy(cands, to_save) : allocate_uniform(cands, to_save);

@@ -29,9 +29,9 @@ struct LowRankSettings {
   double fraction = 0.8;           // keep this fraction of the model's parameters / MACs, (0, 1]
   bool activation_aware = true;    // false: plain SVD of W
   bool mixed = true;               // greedy mixed ranks; false: one uniform fraction per layer
-  // What the greedy allocation compares across layers: the mean over output channels of each
-  // channel's relative error (channel_error), or the layer's total relative output error
-  // (total_error: dominated by the few huge channels, measured worse - see docs/lowrank.md).
+  // What the greedy allocation compares across layers (squared, summed over layers): the mean
+  // over output channels of each channel's relative error (channel), or the layer's total
+  // relative output error (total: dominated by the few huge channels ViTs have).
   enum class RankError { channel, total };
   RankError rank_error = RankError::channel;
   bool compensate = true;          // closed-form error compensation (needs activation_aware)
