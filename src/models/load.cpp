@@ -122,7 +122,7 @@ ViT load_model(const std::string& path, const std::string& arch) {
     nlohmann::json j = read_json(config);
     cfg = vit_config_from_json(j, config);
     quantized = quantized_layers(j, config);
-    lowrank_layers(j, config, quantized);
+    lowrank_layers(j, config, quantized.layers);
   }
   return ViT::from_state_dict(cfg, sd, weights, quantized.layers, quantized.attention);
 }
