@@ -246,8 +246,10 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   EXPECT_EQ(st, 0);
   EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;
 
-  // Low rank, then W8A8: both factors of every low-rank layer get quantised.
-  out = test::run_output(test::cli() + " quantize " + (tmp / "lr") + " --calib " + d + " --split " +
+  // Low rank, then W8A8: both factors of every low-rank layer get quantised. Linear layers only:
+  // ptq observes the attention operands on the output of a layer named "...attn.qkv", which in a
+  // low-rank model is "...attn.qkv.up" (not handled by ptq yet; see docs/lowrank.md).
+  out = test::run_output(test::cli() + " quantize " + (tmp / "lr") + " --attn-bits 16 --prob-bits 16 --calib " + d + " --split " +
                              (tmp / "calib.txt") + " --out " + (tmp / "lrq"),
                          &st);
   ASSERT_EQ(st, 0) << out;
