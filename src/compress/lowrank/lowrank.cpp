@@ -156,7 +156,6 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   check(s.damping >= 0, "low-rank: damping must be >= 0");
   check(s.batch >= 1, "low-rank: calibration batch must be >= 1");
   check(!calib.empty(), "low-rank needs calibration images (--calib)");
-  models::ViT ref = models::ViT::from_state_dict(model.cfg, model.state_dict(), "FP32 copy");
 
   std::vector<Layer> layers;
   std::map<std::string, size_t> index;
@@ -168,6 +167,8 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     index[name] = layers.size();
     layers.push_back({name, slot, to_mat(d->weight()), bias, Mat::Zero(d->in_features(), d->in_features()), {}, 0});
   }
+
+  models::ViT ref = models::ViT::from_state_dict(model.cfg, model.state_dict(), "FP32 copy");
 
   // 1. X^T X of every layer's input on the FP32 model.
   {
