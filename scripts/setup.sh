@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev libgtest-dev
   python3-torch python3-numpy python3-pil libopenblas0-openmp
   libonnx-dev  # onnx.proto compiled (libonnx_proto), for the ONNX importer (SAM)
+  libeigen3-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

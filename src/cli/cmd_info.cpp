@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "models/sam.h"
+#include "nn/lowrank_linear.h"
 
 namespace vs::cli {
 
@@ -66,6 +67,14 @@ void add_info(CLI::App& app) {
                    bits(q.k_bits), bits(q.v_bits), bits(q.p_bits));
       }
     }
+    bool header = false;  // low-rank layers: listed above as their two factors X.down, X.up
+    for (auto& [name, layer] : m.linears(false))
+      if (auto* lr = dynamic_cast<const nn::LowRankLinear*>(layer->get())) {
+        if (!header) fmt::print("\n{:<26} {:>6} {:>10} {:>14}\n", "low-rank layer", "rank", "min(in,out)", "params kept");
+        header = true;
+        fmt::print("{:<26} {:>6} {:>10} {:>13.1f}%\n", name, lr->rank(), std::min(lr->in_features(), lr->out_features()),
+                   100.0 * double(lr->num_params()) / double(lr->in_features() * lr->out_features() + lr->out_features()));
+      }
   });
 }
 

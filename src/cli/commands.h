@@ -13,5 +13,6 @@ void add_import_sam(CLI::App& app);
 void add_segment(CLI::App& app);
 void add_eval_seg(CLI::App& app);
 void add_distill(CLI::App& app);
+void add_lowrank(CLI::App& app);
 
 }  // namespace vs::cli

@@ -4,6 +4,9 @@
 #include <filesystem>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <filesystem>
+
 #include "core/error.h"
 #include "core/threading.h"
 #include "io/dataset.h"

@@ -10,6 +10,7 @@
 #include "io/pth.h"
 #include "io/safetensors.h"
 #include "models/registry.h"
+#include "nn/lowrank_linear.h"
 
 namespace vs::models {
 namespace fs = std::filesystem;
@@ -76,6 +77,22 @@ static QuantSpecs quantized_layers(const nlohmann::json& j, const std::string& p
   return out;
 }
 
+// config.json "lowrank": {"layers": {"blocks.0.mlp.fc1": {"rank": r}, ...}}, merged into the specs
+// read from "quantization" (where a quantised factor is listed as "blocks.0.mlp.fc1.down").
+static void lowrank_layers(const nlohmann::json& j, const std::string& path,
+                           std::map<std::string, nn::LinearSpec>& specs) {
+  if (!j.contains("lowrank")) return;
+  try {
+    for (auto& [name, l] : j.at("lowrank").at("layers").items()) {
+      int r = l.at("rank").get<int>();
+      check(r >= 1, path + ": low-rank layer '" + name + "' has rank " + std::to_string(r) + " (must be >= 1)");
+      specs[name].rank = r;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed \"lowrank\" section (" + e.what() + ")");
+  }
+}
+
 ViT load_model(const std::string& path, const std::string& arch) {
   check(fs::exists(path), path + ": no such file or directory");
   std::string weights, config;
@@ -105,12 +122,19 @@ ViT load_model(const std::string& path, const std::string& arch) {
     nlohmann::json j = read_json(config);
     cfg = vit_config_from_json(j, config);
     quantized = quantized_layers(j, config);
+    lowrank_layers(j, config, quantized.layers);
   }
   return ViT::from_state_dict(cfg, sd, weights, quantized.layers, quantized.attention);
 }
 
 void save_model(const std::string& dir, const ViT& model, const nlohmann::json& extra) {
   nlohmann::json cfg = vit_config_to_json(model.cfg);
+  // The rank of every low-rank layer is structure, not history: written for any model that has
+  // one, so that later stages (e.g. quantize) keep the model loadable without knowing about it.
+  // linears() only hands out pointers here; nothing is modified.
+  for (auto& [name, slot] : const_cast<ViT&>(model).linears(false))
+    if (auto* lr = dynamic_cast<const nn::LowRankLinear*>(slot->get()))
+      cfg["lowrank"]["layers"][name]["rank"] = lr->rank();
   if (extra.is_object()) cfg.merge_patch(extra);  // a null patch would replace the whole config
   save_model_folder(dir, model.state_dict(), cfg);
 }

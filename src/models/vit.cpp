@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "nn/lowrank_linear.h"
 
 namespace vs::models {
 
@@ -21,7 +22,7 @@ ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::s
   if (cfg.distilled) m.dist_token = p.get("dist_token", {1, 1, C});
   m.pos_embed = p.get("pos_embed", {1, cfg.num_tokens(), C});
   if (p.linear_specs.count("patch_embed.proj")) {
-    m.patch_embed = nn::load_linear(p, "patch_embed.proj", C, cfg.in_chans * P * P, true);
+    m.patch_embed = nn::load_layer(p, "patch_embed.proj", C, cfg.in_chans * P * P, true);
   } else {  // timm stores the conv weight [C, in_chans, P, P]
     Tensor pw = p.get("patch_embed.proj.weight", {C, cfg.in_chans, P, P});
     m.patch_embed = std::make_unique<nn::DenseLinear>(pw.reshape({C, cfg.in_chans * P * P}),
@@ -36,8 +37,8 @@ ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::s
     m.fc_norm = nn::LayerNorm::load(p, "fc_norm", C, cfg.norm_eps);
   else
     m.norm = nn::LayerNorm::load(p, "norm", C, cfg.norm_eps);
-  m.head = nn::load_linear(p, "head", cfg.num_classes, C, true);
-  if (cfg.distilled) m.head_dist = nn::load_linear(p, "head_dist", cfg.num_classes, C, true);
+  m.head = nn::load_layer(p, "head", cfg.num_classes, C, true);
+  if (cfg.distilled) m.head_dist = nn::load_layer(p, "head_dist", cfg.num_classes, C, true);
   p.check_all_used();
   return m;
 }
@@ -177,18 +178,24 @@ int64_t ViT::macs_per_image() const {
 
 namespace vs::models {
 
-std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> ViT::linears() {
+std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> ViT::linears(bool factors) {
   std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> out;
-  out.emplace_back("patch_embed.proj", &patch_embed);
+  auto add = [&](const std::string& name, std::unique_ptr<nn::Linear>* slot) {
+    auto* lr = factors ? dynamic_cast<nn::LowRankLinear*>(slot->get()) : nullptr;
+    if (!lr) return void(out.emplace_back(name, slot));
+    out.emplace_back(name + ".down", &lr->down);
+    out.emplace_back(name + ".up", &lr->up);
+  };
+  add("patch_embed.proj", &patch_embed);
   for (size_t i = 0; i < blocks.size(); ++i) {
     std::string p = "blocks." + std::to_string(i);
-    out.emplace_back(p + ".attn.qkv", &blocks[i].attn.qkv);
-    out.emplace_back(p + ".attn.proj", &blocks[i].attn.proj);
-    out.emplace_back(p + ".mlp.fc1", &blocks[i].mlp.fc1);
-    out.emplace_back(p + ".mlp.fc2", &blocks[i].mlp.fc2);
+    add(p + ".attn.qkv", &blocks[i].attn.qkv);
+    add(p + ".attn.proj", &blocks[i].attn.proj);
+    add(p + ".mlp.fc1", &blocks[i].mlp.fc1);
+    add(p + ".mlp.fc2", &blocks[i].mlp.fc2);
   }
-  out.emplace_back("head", &head);
-  if (head_dist) out.emplace_back("head_dist", &head_dist);
+  add("head", &head);
+  if (head_dist) add("head_dist", &head_dist);
   return out;
 }
 

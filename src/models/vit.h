@@ -47,8 +47,10 @@ class ViT {
                              const std::map<std::string, nn::AttnSpec>& attn_quantized = {});
 
   // Every Linear layer with its timm prefix ("patch_embed.proj", "blocks.0.attn.qkv", ...,
-  // "head"), in forward order; compression stages swap them through these pointers.
-  std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> linears();
+  // "head"), in forward order; compression stages swap them through these pointers. A low-rank
+  // layer X is listed as its two factors "X.down" and "X.up" (so stages such as quantisation
+  // reach them), or as X itself with factors = false.
+  std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> linears(bool factors = true);
   StateDict state_dict() const;
 
   // images: [B, in_chans, img_size, img_size], preprocessed. Returns logits [B, num_classes].

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "nn/exec_mode.h"
+#include "nn/lowrank_linear.h"
 
 namespace vs::nn {
 
@@ -61,8 +62,8 @@ Attention Attention::load(ParamReader& p, const std::string& prefix, int64_t C, 
   a.heads.qk_dim.assign(size_t(num_heads), d);
   a.heads.v_dim.assign(size_t(num_heads), d);
   a.scale = 1.f / std::sqrt(float(d));
-  a.qkv = load_linear(p, prefix + ".qkv", 3 * C, C, qkv_bias);
-  a.proj = load_linear(p, prefix + ".proj", C, C, true);
+  a.qkv = load_layer(p, prefix + ".qkv", 3 * C, C, qkv_bias);
+  a.proj = load_layer(p, prefix + ".proj", C, C, true);
   if (auto it = p.attn_specs.find(prefix); it != p.attn_specs.end()) a.quant = load_attn_quant(p, prefix, it->second);
   return a;
 }

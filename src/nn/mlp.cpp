@@ -1,18 +1,21 @@
 #include "nn/mlp.h"
 
 #include "core/error.h"
+#include "nn/lowrank_linear.h"
 
 namespace vs::nn {
 
 Mlp Mlp::load(ParamReader& p, const std::string& prefix, int64_t C) {
-  // The hidden width comes from the checkpoint (pruned models shrink it): fc1's bias length.
-  check(p.has(prefix + ".fc1.bias"), p.source() + ": missing tensor '" + prefix + ".fc1.bias'");
-  Tensor b1 = p.get_any(prefix + ".fc1.bias");
-  check(b1.ndim() == 1, p.source() + ": tensor '" + prefix + ".fc1.bias' must be 1-d");
+  // The hidden width comes from the checkpoint (pruned models shrink it): fc1's bias length
+  // (on the "up" factor when fc1 is low-rank).
+  std::string bias1 = prefix + (p.has(prefix + ".fc1.up.bias") ? ".fc1.up.bias" : ".fc1.bias");
+  check(p.has(bias1), p.source() + ": missing tensor '" + prefix + ".fc1.bias'");
+  Tensor b1 = p.get_any(bias1);
+  check(b1.ndim() == 1, p.source() + ": tensor '" + bias1 + "' must be 1-d");
   const int64_t hidden = b1.dim(0);
   Mlp m;
-  m.fc1 = load_linear(p, prefix + ".fc1", hidden, C, true);
-  m.fc2 = load_linear(p, prefix + ".fc2", C, hidden, true);
+  m.fc1 = load_layer(p, prefix + ".fc1", hidden, C, true);
+  m.fc2 = load_layer(p, prefix + ".fc2", C, hidden, true);
   return m;
 }
 

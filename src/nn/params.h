@@ -9,12 +9,14 @@
 
 namespace vs::nn {
 
-// How a Linear is stored: dense fp32 (wbits 0), or quantised (QuantLinear) at these bit widths.
-// A quantised model's config.json lists one per layer; absent layers are dense.
+// How a Linear is stored: dense fp32 (wbits 0), or quantised (QuantLinear) at these bit widths;
+// rank > 0: low-rank (LowRankLinear), its factors listed under "PREFIX.down" / "PREFIX.up".
+// A compressed model's config.json lists one per layer; absent layers are dense.
 struct LinearSpec {
   int wbits = 0;
   int abits = 8;
   bool dynamic = false;
+  int rank = 0;
 };
 
 // How an attention module's operands are quantised (bits 16 = float); from config.json's

@@ -220,6 +220,14 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
 
   // 0. BIG: sign flips of bimodal key channels (and their queries), before anything is observed.
   nlohmann::json big_report;
+  auto dense_block_layers = [&] {
+    for (auto& b : model.blocks)
+      if (!dynamic_cast<nn::DenseLinear*>(b.attn.qkv.get()) || !dynamic_cast<nn::DenseLinear*>(b.mlp.fc1.get()))
+        return false;
+    return true;
+  };
+  if (s.big || s.smoothquant)
+    check(dense_block_layers(), "--big and --sq-b need dense attn.qkv and mlp.fc1 layers (not low-rank)");
   if (s.big) {
     check(!s.dynamic && s.qk_bits < 16, "BIG needs static quantisation with quantised keys (not --dynamic, --attn-bits < 16)");
     big_report = bimodal_integration(model, s, calib_images, progress);
@@ -244,7 +252,10 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     const int64_t N = model.cfg.num_tokens();
     compress::Capture cap(model, [&](const compress::Captured& c) {
       observers.at(c.name).observe(c.x, c.rows, c.in);
-      if (auto it = attn_obs.find(c.name); it != attn_obs.end()) it->second.observe(c.y, c.rows, N);
+      // The qkv output: a low-rank qkv reports it from its second factor, "blocks.N.attn.qkv.up".
+      const bool up = c.name.size() > 3 && c.name.compare(c.name.size() - 3, 3, ".up") == 0;
+      if (auto it = attn_obs.find(up ? c.name.substr(0, c.name.size() - 3) : c.name); it != attn_obs.end())
+        it->second.observe(c.y, c.rows, N);
     });
     for (auto& n : cap.names()) observers[n];  // made up front: the callback only looks up
     forward_images(model, calib_images, s.batch, progress, "calibrate");

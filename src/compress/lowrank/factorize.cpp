@@ -1,0 +1,54 @@
+#include "compress/lowrank/factorize.h"
+
+#include "core/error.h"
+
+namespace vs::compress {
+
+OutputSpectrum output_spectrum(const Mat& W, const Mat* C) {
+  Mat M = W;
+  if (C) {  // W C^{1/2}, with C^{1/2} = V sqrt(max(lambda, 0)) V^T
+    Eigen::SelfAdjointEigenSolver<Mat> es(*C);
+    check(es.info() == Eigen::Success, "low-rank: eigendecomposition of X^T X failed");
+    Vec sq = es.eigenvalues().cwiseMax(0.0).cwiseSqrt();
+    M = W * (es.eigenvectors() * sq.asDiagonal() * es.eigenvectors().transpose());
+  }
+  Eigen::BDCSVD<Mat> svd(M, Eigen::ComputeThinU);
+  check(svd.info() == Eigen::Success, "low-rank: SVD failed");
+  OutputSpectrum s{svd.matrixU(), svd.singularValues().cwiseAbs2(), {}};  // Eigen sorts descending
+  // ||Y_j||^2 = sum_i energy(i) basis(j, i)^2; channels with no output energy do not count.
+  const Mat sq = s.basis.array().square().matrix();
+  const Vec norm2 = sq * s.energy;
+  Vec inv = Vec::Zero(norm2.size());
+  for (int64_t j = 0; j < norm2.size(); ++j)
+    if (norm2(j) > 1e-300) inv(j) = 1.0 / norm2(j);
+  s.channel_share = s.energy.cwiseProduct(sq.transpose() * inv) / double(std::max<int64_t>(1, W.rows()));
+  return s;
+}
+
+Factors factorize(const Mat& W, const OutputSpectrum& s, int64_t r) {
+  check(r >= 1 && r <= s.basis.cols(), "low-rank: rank " + std::to_string(r) + " outside 1.." +
+                                           std::to_string(s.basis.cols()));
+  Mat A = s.basis.leftCols(r);
+  Mat B = A.transpose() * W;
+  return {std::move(A), std::move(B)};
+}
+
+Refit refit_low_rank(const Mat& W, const Vec& b, const PairedMoments& m, int64_t r, double damping) {
+  check(m.rows > 0, "low-rank: no calibration rows to refit on");
+  const double n = double(m.rows);
+  const Vec mean_c = m.sum_c / n, mean_x = m.sum_x / n;
+  Mat Cc = m.xtx_c - n * mean_c * mean_c.transpose();
+  const Mat Dc = m.xtx_x - n * mean_c * mean_x.transpose();
+  const double lambda = damping * std::max(Cc.diagonal().mean(), 1e-30);
+  Cc.diagonal().array() += lambda;
+  // M*^T = (Cc + lambda I)^{-1} Dc W^T; Cc + lambda I is positive definite.
+  Eigen::LLT<Mat> llt(Cc);
+  check(llt.info() == Eigen::Success, "low-rank: damped X'^T X' is not positive definite");
+  const Mat Mstar = llt.solve(Dc * W.transpose()).transpose();
+  Cc.diagonal().array() -= lambda;  // the rank-r step measures error on the data itself
+  Refit out{factorize(Mstar, output_spectrum(Mstar, &Cc), r), {}};
+  out.bias = W * mean_x + b - out.f.A * (out.f.B * mean_c);
+  return out;
+}
+
+}  // namespace vs::compress

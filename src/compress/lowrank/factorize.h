@@ -1,0 +1,70 @@
+// The linear algebra of low-rank factorisation (Eigen, float64), independent of models.
+//
+// Activation-aware factorisation: for calibration inputs X (rows x in) and a layer W (out x in),
+// the rank-r matrix M minimising ||X W^T - X M^T||_F is M = U_r U_r^T W, where U_r are the top-r
+// left singular vectors of W C^{1/2} (C = X^T X), i.e. the top-r principal directions of the
+// layer's output Y = X W^T (Eckart-Young on Y, whose best rank-r approximation Y U_r U_r^T is of
+// the form X M^T). Factors: A = U_r (out x r), B = U_r^T W (r x in). The squared error at rank r
+// is the sum of the discarded squared singular values. No inverse of C is taken, so a
+// rank-deficient X (fewer calibration rows than inputs, constant features) is safe: C^{1/2}
+// comes from an eigendecomposition with negative round-off eigenvalues clipped to zero.
+// Plain SVD is the same with C = I.
+#pragma once
+#include <Eigen/Dense>
+#include <cstdint>
+
+namespace vs::compress {
+
+using Mat = Eigen::MatrixXd;
+using Vec = Eigen::VectorXd;
+
+// Principal output directions of a layer: basis (out x k, orthonormal columns, k = min(out, in))
+// and energy (k, descending): energy(i) = squared singular value i of W C^{1/2}.
+struct OutputSpectrum {
+  Mat basis;
+  Vec energy;
+  // Share of direction i in the mean over output channels of each channel's relative error:
+  // channel_share(i) = energy(i) * sum_j basis(j, i)^2 / ||Y_j||^2 / out. Unlike the total
+  // error, this is not dominated by the few huge-magnitude channels ViTs have.
+  Vec channel_share;
+  // ||X W^T - X M_r^T||^2 at rank r (the tail of `energy`); 0 at r >= k.
+  double error_at(int64_t r) const { return tail(energy, r); }
+  // Mean over output channels of ||Y_j - (X M_r^T)_j||^2 / ||Y_j||^2 at rank r.
+  double channel_error_at(int64_t r) const { return tail(channel_share, r); }
+
+ private:
+  static double tail(const Vec& v, int64_t r) { return r >= v.size() ? 0.0 : v.tail(v.size() - r).sum(); }
+};
+
+// C = nullptr: plain SVD of W (C = I).
+OutputSpectrum output_spectrum(const Mat& W, const Mat* C);
+
+// The rank-r factors of W for this spectrum: A = basis[:, :r], B = A^T W.
+struct Factors {
+  Mat A, B;  // out x r, r x in
+};
+Factors factorize(const Mat& W, const OutputSpectrum& s, int64_t r);
+
+// Sufficient statistics for refitting a layer on inputs X' of the compressed model against the
+// targets Y = X W^T + b of the FP32 model on its own inputs X (row i of X and X' from the same
+// image and token): X'^T X', X'^T X and the column sums.
+struct PairedMoments {
+  Mat xtx_c;  // X'^T X'
+  Mat xtx_x;  // X'^T X
+  Vec sum_c, sum_x;
+  int64_t rows = 0;
+  explicit PairedMoments(int64_t in = 0)
+      : xtx_c(Mat::Zero(in, in)), xtx_x(Mat::Zero(in, in)), sum_c(Vec::Zero(in)), sum_x(Vec::Zero(in)) {}
+};
+
+// Error compensation in closed form (reduced-rank regression): the rank-r M and free bias b'
+// minimising ||X' M^T + b' - (X W^T + b)||_F^2. Solved as least squares on centred data,
+// M* = W Dc^T (Cc + damping * mean(diag Cc) I)^{-1} (Cc = centred X'^T X', Dc = centred X'^T X),
+// then the best rank-r approximation of X'_c M*^T as above; b' = mean(Y) - M mean(X').
+struct Refit {
+  Factors f;
+  Vec bias;
+};
+Refit refit_low_rank(const Mat& W, const Vec& b, const PairedMoments& m, int64_t r, double damping);
+
+}  // namespace vs::compress

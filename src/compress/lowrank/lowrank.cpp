@@ -1,0 +1,233 @@
+#include "compress/lowrank/lowrank.h"
+
+#include <map>
+
+#include "compress/capture.h"
+#include "compress/lowrank/allocate.h"
+#include "compress/lowrank/factorize.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/preprocess.h"
+#include "nn/lowrank_linear.h"
+
+namespace vs::compress {
+namespace {
+
+using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapF = Eigen::Map<const RowMatF>;
+
+// acc += a^T b for row blocks a [rows, in_a], b [rows, in_b] (float GEMM per batch, float64 sum).
+void add_cross(Mat& acc, const float* a, const float* b, int64_t rows, int64_t in_a, int64_t in_b) {
+  Eigen::MatrixXf prod = MapF(a, rows, in_a).transpose() * MapF(b, rows, in_b);
+  acc += prod.cast<double>();
+}
+
+void add_sum(Vec& acc, const float* a, int64_t rows, int64_t in) {
+  acc += MapF(a, rows, in).colwise().sum().transpose().cast<double>();
+}
+
+Mat to_mat(const Tensor& t) {
+  return MapF(t.f32(), t.dim(0), t.dim(1)).cast<double>();
+}
+
+Tensor to_tensor(const Mat& m) {
+  Tensor t({m.rows(), m.cols()});
+  Eigen::Map<RowMatF>(t.f32(), m.rows(), m.cols()) = m.cast<float>();
+  return t;
+}
+
+Vec to_vec(const Tensor& t) { return Eigen::Map<const Eigen::VectorXf>(t.f32(), t.numel()).cast<double>(); }
+
+Tensor to_tensor(const Vec& v) {
+  Tensor t({v.size()});
+  Eigen::Map<Eigen::VectorXf>(t.f32(), v.size()) = v.cast<float>();
+  return t;
+}
+
+std::unique_ptr<nn::Linear> low_rank_layer(const Factors& f, const Tensor& bias) {
+  return std::make_unique<nn::LowRankLinear>(std::make_unique<nn::DenseLinear>(to_tensor(f.B), Tensor()),
+                                             std::make_unique<nn::DenseLinear>(to_tensor(f.A), bias));
+}
+
+// Rows one image contributes to a layer (for MAC budgets).
+double rows_per_image(const models::ViTConfig& c, const std::string& name) {
+  if (name == "patch_embed.proj") return double(c.num_patches());
+  if (name.rfind("blocks.", 0) == 0) return double(c.num_tokens());
+  return 1.0;  // head, head_dist: one pooled row each
+}
+
+// Layers refitted together: one transformer block, or a single layer outside the blocks.
+std::string group_of(const std::string& name) {
+  if (name.rfind("blocks.", 0) != 0) return name;
+  return name.substr(0, name.find('.', 7));
+}
+
+struct Layer {
+  std::string name;
+  std::unique_ptr<nn::Linear>* slot;
+  Mat W;
+  Tensor bias;
+  Mat xtx;  // X^T X of the FP32 inputs
+  OutputSpectrum spectrum;
+  int64_t rank = 0;  // 0: stays dense
+};
+
+struct StopForward {};  // ends a calibration forward pass once the layers of interest have run
+
+void for_each_batch(const std::vector<std::string>& images, int batch, const models::ViT& model,
+                    const std::function<void(const Tensor&, size_t)>& fn) {
+  for (size_t i = 0; i < images.size(); i += size_t(batch)) {
+    size_t e = std::min(images.size(), i + size_t(batch));
+    fn(load_batch({images.begin() + long(i), images.begin() + long(e)}, model.cfg.pre), e);
+  }
+}
+
+// Runs `model` on the batch; a capture callback may end the pass early with StopForward.
+void forward_until(const models::ViT& model, const Tensor& images) {
+  try {
+    model.forward(images);
+  } catch (const StopForward&) {
+  }
+}
+
+// Step 4: refits the factorised layers of each group, in forward order, on the inputs the
+// compressed model gives them, against the FP32 model's layer outputs.
+void compensate(models::ViT& model, models::ViT& ref, std::vector<Layer>& layers,
+                const LowRankSettings& s, const std::vector<std::string>& calib, bool progress) {
+  std::vector<std::vector<Layer*>> groups;
+  for (auto& l : layers) {
+    if (l.rank == 0) continue;
+    if (groups.empty() || group_of(groups.back().back()->name) != group_of(l.name)) groups.emplace_back();
+    groups.back().push_back(&l);
+  }
+  Progress bar("compensate", int64_t(groups.size() * calib.size()));
+  int64_t done = 0;
+  for (auto& group : groups) {
+    std::map<std::string, PairedMoments> mom;
+    std::map<std::string, std::vector<float>> fp32_in;  // this batch's FP32 inputs, by layer
+    for (Layer* l : group) mom.emplace(l->name, PairedMoments(l->W.cols()));
+    const size_t want = group.size();
+    auto in_group = [&](const std::string& n) { return mom.count(n) != 0; };
+    auto strip_down = [](const std::string& n) { return n.substr(0, n.size() - 5); };  // "X.down" -> "X"
+    auto is_down_of_group = [&](const std::string& n) {
+      return n.size() > 5 && n.compare(n.size() - 5, 5, ".down") == 0 && in_group(strip_down(n));
+    };
+    for_each_batch(calib, s.batch, model, [&](const Tensor& images, size_t end) {
+      size_t seen = 0;
+      {
+        Capture cap(ref, [&](const Captured& c) {
+          fp32_in[c.name].assign(c.x, c.x + c.rows * c.in);
+          if (++seen == want) throw StopForward{};
+        }, in_group);
+        forward_until(ref, images);
+      }
+      seen = 0;
+      {
+        Capture cap(model, [&](const Captured& c) {
+          const std::string name = strip_down(c.name);
+          PairedMoments& m = mom.at(name);
+          const std::vector<float>& x = fp32_in.at(name);
+          check(int64_t(x.size()) == c.rows * c.in, "low-rank: FP32 and compressed passes disagree on rows");
+          add_cross(m.xtx_c, c.x, c.x, c.rows, c.in, c.in);
+          add_cross(m.xtx_x, c.x, x.data(), c.rows, c.in, c.in);
+          add_sum(m.sum_c, c.x, c.rows, c.in);
+          add_sum(m.sum_x, x.data(), c.rows, c.in);
+          m.rows += c.rows;
+          if (++seen == want) throw StopForward{};
+        }, is_down_of_group);
+        forward_until(model, images);
+      }
+      if (progress) bar.update(done + int64_t(end));
+    });
+    done += int64_t(calib.size());
+    for (Layer* l : group) {
+      Refit r = refit_low_rank(l->W, to_vec(l->bias), mom.at(l->name), l->rank, s.damping);
+      *l->slot = low_rank_layer(r.f, to_tensor(r.bias));
+    }
+  }
+  bar.finish();
+}
+
+}  // namespace
+
+nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
+                             const std::vector<std::string>& calib, bool progress) {
+  check(s.fraction > 0 && s.fraction <= 1, "low-rank: budget fraction must be in (0, 1], got " + std::to_string(s.fraction));
+  check(s.damping >= 0, "low-rank: damping must be >= 0");
+  check(s.batch >= 1, "low-rank: calibration batch must be >= 1");
+  check(!calib.empty(), "low-rank needs calibration images (--calib)");
+
+  std::vector<Layer> layers;
+  std::map<std::string, size_t> index;
+  for (auto& [name, slot] : model.linears()) {
+    auto* d = dynamic_cast<nn::DenseLinear*>(slot->get());
+    check(d != nullptr, "layer '" + name + "' is not dense (" + (*slot)->kind() +
+                            "); apply low rank to the float model, before quantisation");
+    Tensor bias = d->bias().defined() ? d->bias() : Tensor::zeros({d->out_features()});
+    index[name] = layers.size();
+    layers.push_back({name, slot, to_mat(d->weight()), bias, Mat::Zero(d->in_features(), d->in_features()), {}, 0});
+  }
+
+  models::ViT ref = models::ViT::from_state_dict(model.cfg, model.state_dict(), "FP32 copy");
+
+  // 1. X^T X of every layer's input on the FP32 model.
+  {
+    Capture cap(model, [&](const Captured& c) { add_cross(layers[index.at(c.name)].xtx, c.x, c.x, c.rows, c.in, c.in); });
+    Progress bar("statistics", int64_t(calib.size()));
+    for_each_batch(calib, s.batch, model, [&](const Tensor& images, size_t end) {
+      model.forward(images);
+      if (progress) bar.update(int64_t(end));
+    });
+    bar.finish();
+  }
+
+  // 2-3. Spectra and ranks.
+  const bool flops = s.budget == LowRankSettings::Budget::flops;
+  const double total = flops ? double(model.macs_per_image()) : double(model.num_params());
+  std::vector<RankCandidate> cands;
+  for (auto& l : layers) {
+    l.spectrum = output_spectrum(l.W, s.activation_aware ? &l.xtx : nullptr);
+    const OutputSpectrum* sp = &l.spectrum;
+    const double energy = std::max(sp->energy.sum(), 1e-300);
+    const bool channel = s.rank_error == LowRankSettings::RankError::channel;
+    cands.push_back({l.W.cols(), l.W.rows(), flops ? rows_per_image(model.cfg, l.name) : 1.0,
+                     [sp, energy, channel](int64_t r) {
+                       // Squared: the sum over layers then penalises one badly cut layer far more
+                       // than many mildly cut ones (with the plain sum, greedy cut a few layers to
+                       // 40-70% error and the model fell to chance - docs/lowrank.md).
+                       const double e = channel ? sp->channel_error_at(r) : sp->error_at(r) / energy;
+                       return e * e;
+                     }});
+  }
+  const double to_save = total * (1.0 - s.fraction);
+  auto ranks = s.mixed ? allocate_greedy(cands, to_save) : allocate_uniform(cands, to_save);
+
+  nlohmann::json per_layer = nlohmann::json::object();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Layer& l = layers[i];
+    l.rank = ranks[i];
+    if (l.rank == 0) continue;
+    Tensor bias = dynamic_cast<nn::DenseLinear*>(l.slot->get())->bias();
+    *l.slot = low_rank_layer(factorize(l.W, l.spectrum, l.rank), bias);
+    per_layer[l.name] = {{"rank", l.rank}, {"in", l.W.cols()}, {"out", l.W.rows()},
+                         {"relative_error", l.spectrum.error_at(l.rank) / std::max(l.spectrum.energy.sum(), 1e-300)},
+                         {"channel_error", l.spectrum.channel_error_at(l.rank)}};
+  }
+
+  // 4. Error compensation.
+  if (s.compensate) compensate(model, ref, layers, s, calib, progress);
+
+  const double after = flops ? double(model.macs_per_image()) : double(model.num_params());
+  return {{"paper", "Azizi, Nazemi, Pedram - arXiv 2402.06004"},
+          {"factorization", s.activation_aware ? "activation-aware" : "svd"},
+          {"allocation", s.mixed ? "greedy mixed rank" : "uniform"},
+          {"rank_error", s.rank_error == LowRankSettings::RankError::channel ? "mean channel relative error" : "total relative error"},
+          {"compensation", s.compensate ? "closed-form reduced-rank regression per block, forward order" : "none"},
+          {"budget", {{flops ? "flops" : "params", s.fraction}}},
+          {flops ? "macs_per_image" : "params", {{"before", total}, {"after", after}}},
+          {"damping", s.damping},
+          {"calibration_images", int64_t(calib.size())},
+          {"layers", per_layer}};
+}
+
+}  // namespace vs::compress

@@ -1,0 +1,49 @@
+// Low-rank compression of a ViT's Linear layers (Azizi, Nazemi and Pedram, arXiv 2402.06004,
+// "Memory-Efficient Vision Transformers: An Activation-Aware Mixed-Rank Compression Strategy"):
+//
+//  1. statistics: X^T X (float64) of every Linear's input over the calibration images;
+//  2. factorisation: activation-aware (best rank-r fit of the layer's output on those inputs,
+//     see factorize.h) or plain SVD of W;
+//  3. ranks: greedy mixed ranks meeting a global parameter or MAC budget, trading the smallest
+//     increase in relative output error per unit saved (allocate.h), or one uniform fraction;
+//  4. error compensation, layer block by layer block in forward order: each factorised layer is
+//     refitted (factors and bias) to the FP32 layer's output on FP32 inputs, from the inputs it
+//     really gets in the already-compressed model, so errors of earlier layers are seen by later
+//     ones. The loss is quadratic, so we solve it exactly (reduced-rank regression, factorize.h)
+//     instead of taking gradient steps towards the same minimum.
+//
+// Layers become LowRankLinear (down = B, up = A with the bias); a layer whose factorisation
+// would not save anything stays dense.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "models/vit.h"
+
+namespace vs::compress {
+
+struct LowRankSettings {
+  enum class Budget { params, flops };
+  Budget budget = Budget::params;  // what `fraction` is a fraction of
+  double fraction = 0.8;           // keep this fraction of the model's parameters / MACs, (0, 1]
+  bool activation_aware = true;    // false: plain SVD of W
+  // Defaults: the best measured combination on ViT-Ti (docs/lowrank.md); greedy mixed ranks and
+  // compensation lowered top-1 there, so they are opt-in until that is understood.
+  bool mixed = false;              // greedy mixed ranks; false: one uniform fraction per layer
+  // What the greedy allocation compares across layers (squared, summed over layers): the mean
+  // over output channels of each channel's relative error (channel), or the layer's total
+  // relative output error (total: dominated by the few huge channels ViTs have).
+  enum class RankError { channel, total };
+  RankError rank_error = RankError::channel;
+  bool compensate = false;         // closed-form error compensation
+  double damping = 1e-4;           // ridge of the compensation least squares, x mean(diag X'^T X')
+  int batch = 16;                  // calibration batch size
+};
+
+// Compresses `model` in place (its Linear layers must all be dense). calib_images: paths,
+// preprocessed by the model's own pipeline. Returns the "lowrank" section for config.json.
+nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
+                             const std::vector<std::string>& calib_images, bool progress = true);
+
+}  // namespace vs::compress

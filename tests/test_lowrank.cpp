@@ -1,0 +1,271 @@
+// Low-rank compression: exactness at full rank, activation-aware beats plain SVD on the
+// activation-weighted error, rank-deficient inputs are safe, compensation refits to the
+// compressed inputs, the allocators meet the budget, low-rank (and low-rank + quantised) layers
+// and models save, load and run, and bad options are rejected.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "compress/lowrank/allocate.h"
+#include "compress/lowrank/factorize.h"
+#include "core/error.h"
+#include "nn/lowrank_linear.h"
+#include "nn/quant_linear.h"
+#include "test_util.h"
+
+using namespace vs;
+using compress::Mat;
+
+namespace {
+
+Mat random_mat(int64_t r, int64_t c, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd;
+  Mat m(r, c);
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < c; ++j) m(i, j) = nd(rng);
+  return m;
+}
+
+// Rows with strongly correlated, unequal-variance features (like real activations).
+Mat correlated_inputs(int64_t rows, int64_t in, unsigned seed) {
+  Mat mix = random_mat(in, in, seed + 1);
+  for (int64_t j = 0; j < in; ++j) mix.row(j) *= std::pow(0.8, double(j));
+  return random_mat(rows, in, seed) * mix;
+}
+
+double output_error(const Mat& X, const Mat& W, const compress::Factors& f) {
+  return (X * W.transpose() - X * (f.A * f.B).transpose()).squaredNorm();
+}
+
+}  // namespace
+
+TEST(LowRank, FullRankReproducesWeights) {
+  const Mat W = random_mat(24, 16, 1), X = correlated_inputs(100, 16, 2);
+  const Mat C = X.transpose() * X;
+  for (const Mat* c : {static_cast<const Mat*>(nullptr), &C}) {
+    auto s = compress::output_spectrum(W, c);
+    ASSERT_EQ(s.basis.cols(), 16);
+    auto f = compress::factorize(W, s, 16);
+    EXPECT_LT((f.A * f.B - W).cwiseAbs().maxCoeff(), 1e-9);
+    EXPECT_EQ(s.error_at(16), 0.0);
+  }
+}
+
+TEST(LowRank, ActivationAwareBeatsPlainSvdOnOutputError) {
+  const Mat W = random_mat(40, 32, 3), X = correlated_inputs(400, 32, 4);
+  const Mat C = X.transpose() * X;
+  for (int64_t r : {4, 8, 16}) {
+    auto aware = compress::output_spectrum(W, &C), plain = compress::output_spectrum(W, nullptr);
+    double e_aware = output_error(X, W, compress::factorize(W, aware, r));
+    double e_svd = output_error(X, W, compress::factorize(W, plain, r));
+    EXPECT_LT(e_aware, 0.9 * e_svd) << "rank " << r;
+    EXPECT_NEAR(e_aware, aware.error_at(r), 1e-6 * e_aware) << "predicted error = measured error";
+    // Plain SVD is optimal for the weights themselves: a sanity check of the baseline.
+    EXPECT_LE((W - [&] { auto f = compress::factorize(W, plain, r); return Mat(f.A * f.B); }()).squaredNorm(),
+              plain.error_at(r) * (1 + 1e-9));
+  }
+}
+
+TEST(LowRank, RankDeficientInputsAreSafe) {
+  const Mat W = random_mat(20, 32, 5), X = correlated_inputs(10, 32, 6);  // 10 rows < 32 inputs
+  const Mat C = X.transpose() * X;
+  auto s = compress::output_spectrum(W, &C);
+  ASSERT_TRUE(s.basis.allFinite() && s.energy.allFinite());
+  auto f = compress::factorize(W, s, 10);  // rank of X: the output is reproduced exactly
+  ASSERT_TRUE(f.A.allFinite() && f.B.allFinite());
+  EXPECT_LT(output_error(X, W, f), 1e-9 * (X * W.transpose()).squaredNorm());
+}
+
+TEST(LowRank, RefitUsesTheCompressedInputs) {
+  // X' = X + noise (what earlier compressed layers feed); target Y = X W^T + b.
+  const Mat W = random_mat(30, 24, 7), X = correlated_inputs(600, 24, 8);
+  const Mat Xc = X + 0.3 * random_mat(600, 24, 9);
+  const compress::Vec b = random_mat(30, 1, 10).col(0);
+  compress::PairedMoments m(24);
+  m.xtx_c = Xc.transpose() * Xc;
+  m.xtx_x = Xc.transpose() * X;
+  m.sum_c = Xc.colwise().sum().transpose();
+  m.sum_x = X.colwise().sum().transpose();
+  m.rows = 600;
+  const Mat Y = (X * W.transpose()).rowwise() + b.transpose();
+  const Mat C = X.transpose() * X;
+  for (int64_t r : {6, 12, 24}) {
+    auto plain = compress::factorize(W, compress::output_spectrum(W, &C), r);
+    double before = ((Xc * (plain.A * plain.B).transpose()).rowwise() + b.transpose() - Y).squaredNorm();
+    auto fit = compress::refit_low_rank(W, b, m, r, 1e-6);
+    double after = ((Xc * (fit.f.A * fit.f.B).transpose()).rowwise() + fit.bias.transpose() - Y).squaredNorm();
+    EXPECT_LT(after, before) << "rank " << r;  // the optimum over rank r and bias: never worse
+    if (r == 24) EXPECT_LT(after, 0.6 * before) << "full rank: plain least squares on X'";
+  }
+}
+
+TEST(LowRank, AllocatorsMeetTheBudget) {
+  // Four layers with different spectra; "error" is the tail of a geometric spectrum.
+  std::vector<compress::RankCandidate> layers;
+  const std::vector<std::pair<int64_t, int64_t>> shapes{{192, 576}, {192, 192}, {192, 768}, {768, 192}};
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const double decay = 0.9 + 0.02 * double(i);
+    layers.push_back({shapes[i].first, shapes[i].second, 1.0, [decay](int64_t r) { return std::pow(decay, double(r)); }});
+  }
+  double total = 0;
+  for (auto& l : layers) total += double(l.in * l.out);
+  for (double keep : {0.9, 0.6, 0.3}) {
+    const double to_save = (1 - keep) * total;
+    for (bool greedy : {true, false}) {
+      auto ranks = greedy ? compress::allocate_greedy(layers, to_save) : compress::allocate_uniform(layers, to_save);
+      double saved = 0, err = 0;
+      for (size_t i = 0; i < layers.size(); ++i) {
+        EXPECT_LE(ranks[i], compress::max_saving_rank(layers[i].in, layers[i].out));
+        saved += compress::saved_units(layers[i], ranks[i]);
+        err += ranks[i] ? layers[i].error(ranks[i]) : 0;
+      }
+      EXPECT_GE(saved, to_save) << "keep " << keep << (greedy ? " greedy" : " uniform");
+      EXPECT_LE(saved, to_save + 2 * (192 + 768)) << "and not much more";
+    }
+  }
+  // A square 192 x 192 layer saves nothing at rank >= 96; a 1 x N layer never saves.
+  EXPECT_EQ(compress::max_saving_rank(192, 192), 95);
+  EXPECT_EQ(compress::max_saving_rank(1, 50), 0);
+  EXPECT_THROW(compress::allocate_greedy(layers, total), Error);  // cannot remove everything
+  EXPECT_TRUE(compress::allocate_greedy(layers, 0) == std::vector<int64_t>(4, 0));
+}
+
+TEST(LowRank, GreedyPrefersTheLayerThatLosesLess) {
+  // Same shapes; layer 0's spectrum decays fast (cheap to cut), layer 1's is flat.
+  std::vector<compress::RankCandidate> layers{
+      {64, 64, 1.0, [](int64_t r) { return std::pow(0.5, double(r)); }},
+      {64, 64, 1.0, [](int64_t r) { return 1.0 - double(r) / 64.0; }}};
+  auto ranks = compress::allocate_greedy(layers, 0.3 * 2 * 64 * 64);
+  EXPECT_GT(ranks[0], 0) << "the fast-decaying layer is cut";
+  EXPECT_EQ(ranks[1], 0) << "the flat layer stays dense";
+}
+
+TEST(LowRank, LayerSaveLoadRoundTripDenseAndQuantisedFactors) {
+  nn::set_exec_mode(nn::ExecMode::integer);
+  Tensor B = test::random_tensor({5, 33}, 11, 0.2f), A = test::random_tensor({16, 5}, 12, 0.2f);
+  Tensor bias = test::random_tensor({16}, 13);
+  nn::LowRankLinear l(std::make_unique<nn::DenseLinear>(B, Tensor()), std::make_unique<nn::DenseLinear>(A, bias));
+  EXPECT_EQ(l.rank(), 5);
+  EXPECT_EQ(l.num_params(), 5 * 33 + 16 * 5 + 16);
+  EXPECT_EQ(l.macs_per_row(), 5 * 33 + 16 * 5);
+  Tensor x = test::random_tensor({7, 33}, 14);
+  // Two GEMMs = one GEMM with the product A B.
+  Tensor W({16, 33});
+  for (int64_t o = 0; o < 16; ++o)
+    for (int64_t i = 0; i < 33; ++i)
+      for (int64_t k = 0; k < 5; ++k) W.f32()[o * 33 + i] += A.f32()[o * 5 + k] * B.f32()[k * 33 + i];
+  nn::DenseLinear full(W, bias);
+  for (auto ep : {nn::Epilogue::none, nn::Epilogue::gelu})
+    EXPECT_LT(test::max_abs_diff(l.forward(x, ep), full.forward(x, ep)), 1e-5f);
+
+  StateDict sd;
+  l.save("blk.fc", sd);
+  EXPECT_TRUE(sd.count("blk.fc.down.weight") && sd.count("blk.fc.up.weight") && sd.count("blk.fc.up.bias"));
+  EXPECT_FALSE(sd.count("blk.fc.down.bias"));
+  nn::ParamReader p(sd, "mem");
+  p.linear_specs["blk.fc"].rank = 5;
+  auto back = nn::load_layer(p, "blk.fc", 16, 33, true);
+  p.check_all_used();
+  EXPECT_EQ(back->kind(), "lowrank");
+  EXPECT_EQ(test::max_abs_diff(back->forward(x), l.forward(x)), 0.f);
+
+  // Quantised factors: each factor is a QuantLinear listed under its own name.
+  auto* lr = dynamic_cast<nn::LowRankLinear*>(back.get());
+  ASSERT_NE(lr, nullptr);
+  for (auto* slot : {&lr->down, &lr->up}) {
+    auto* d = dynamic_cast<nn::DenseLinear*>(slot->get());
+    Tensor ws({d->out_features()});
+    for (int64_t o = 0; o < ws.numel(); ++o) ws.f32()[o] = 0.01f;
+    *slot = nn::QuantLinear::from_dense(*d, ws, 7, {8, true, 1.f, 0});
+  }
+  StateDict q;
+  lr->save("blk.fc", q);
+  nn::ParamReader pq(q, "mem");
+  pq.linear_specs["blk.fc"].rank = 5;
+  pq.linear_specs["blk.fc.down"] = {7, 8, true, 0};
+  pq.linear_specs["blk.fc.up"] = {7, 8, true, 0};
+  auto qback = nn::load_layer(pq, "blk.fc", 16, 33, true);
+  pq.check_all_used();
+  auto* qlr = dynamic_cast<nn::LowRankLinear*>(qback.get());
+  ASSERT_NE(qlr, nullptr);
+  EXPECT_EQ(qlr->down->kind(), lr->down->kind());
+  EXPECT_EQ(test::max_abs_diff(qback->forward(x), lr->forward(x)), 0.f);
+
+  // A rank larger than the layer allows is a clear error.
+  nn::ParamReader bad(sd, "mem");
+  bad.linear_specs["blk.fc"].rank = 40;
+  EXPECT_THROW(nn::load_layer(bad, "blk.fc", 16, 33, true), Error);
+}
+
+TEST(LowRankCli, BadOptionsAreRejected) {
+  test::TempDir tmp;
+  const std::string m = test::have_shared() ? test::vit_tiny_dir() : tmp / "none";
+  const std::string base = test::cli() + " lowrank " + m + " --calib " + tmp.path.string() + " --out " + (tmp / "o");
+  for (std::string opts : {" --params 0", " --params 1.5", " --flops -0.2", " --params 0.8 --flops 0.8", "",
+                           " --params 0.8 --allocation best", " --params 0.8 --factorization qr"}) {
+    int st = 0;
+    std::string out = test::run_output(base + opts, &st);
+    EXPECT_NE(st, 0) << opts << ": " << out;
+    EXPECT_NE(out.find("error"), std::string::npos) << opts << ": " << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line: " << out;
+    EXPECT_FALSE(std::filesystem::exists(tmp / "o"));
+  }
+}
+
+// End to end on ViT-Ti with 4 calibration images: lowrank -> info -> classify -> quantize -> info.
+TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
+  if (!test::have_shared()) GTEST_SKIP() << "../shared ViT-Ti checkpoint or imagenet-sample absent";
+  test::TempDir tmp;
+  const std::string d = test::imagenet_dir(), m = test::vit_tiny_dir();
+  std::ofstream(tmp / "calib.txt") << "n01560419_bulbul.JPEG\nn01580077_jay.JPEG\nn01669191_box_turtle.JPEG\n"
+                                      "n01440764_tench.JPEG\n";
+  int st = 0;
+  const std::string cmd = test::cli() + " lowrank " + m + " --params 0.9 --calib " + d + " --split " +
+                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --compensation --out ";
+  std::string out = test::run_output(cmd + (tmp / "lr"), &st);
+  ASSERT_EQ(st, 0) << out;
+  out = test::run_output(cmd + (tmp / "lr2"), &st);  // determinism: byte-identical
+  ASSERT_EQ(st, 0) << out;
+  EXPECT_EQ(test::run("cmp -s " + (tmp / "lr/model.safetensors") + " " + (tmp / "lr2/model.safetensors")), 0);
+
+  auto cfg = nlohmann::json::parse(std::ifstream(tmp / "lr/config.json"));
+  ASSERT_TRUE(cfg.contains("lowrank"));
+  EXPECT_GT(cfg["lowrank"]["layers"].size(), 2u);
+  const double before = cfg["lowrank"]["params"]["before"], after = cfg["lowrank"]["params"]["after"];
+  EXPECT_LE(after, 0.9 * before);
+  EXPECT_GE(after, 0.89 * before);
+  out = test::run_output(test::cli() + " info " + (tmp / "lr"), &st);
+  ASSERT_EQ(st, 0) << out;
+  EXPECT_NE(out.find("low-rank layer"), std::string::npos) << out;
+  EXPECT_NE(out.find(".down"), std::string::npos) << out;
+  out = test::run_output(test::cli() + " classify " + (tmp / "lr") + " " + d + "/n01440764_tench.JPEG --top 1", &st);
+  EXPECT_EQ(st, 0);
+  EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;
+
+  // Low rank, then W8A8: both factors of every low-rank layer get quantised. Linear layers only:
+  // ptq observes the attention operands on the output of a layer named "...attn.qkv", which in a
+  // low-rank model is "...attn.qkv.up" (not handled by ptq yet; see docs/lowrank.md).
+  out = test::run_output(test::cli() + " quantize " + (tmp / "lr") + " --attn-bits 16 --prob-bits 16 --calib " + d + " --split " +
+                             (tmp / "calib.txt") + " --out " + (tmp / "lrq"),
+                         &st);
+  ASSERT_EQ(st, 0) << out;
+  auto qcfg = nlohmann::json::parse(std::ifstream(tmp / "lrq/config.json"));
+  std::string some = cfg["lowrank"]["layers"].begin().key();
+  EXPECT_TRUE(qcfg["quantization"]["layers"].contains(some + ".down"));
+  EXPECT_TRUE(qcfg["quantization"]["layers"].contains(some + ".up"));
+  EXPECT_EQ(qcfg["lowrank"]["layers"][some]["rank"], cfg["lowrank"]["layers"][some]["rank"]);
+  out = test::run_output(test::cli() + " classify " + (tmp / "lrq") + " " + d + "/n01440764_tench.JPEG --top 1", &st);
+  EXPECT_EQ(st, 0);
+  EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;
+  // Low rank on an already low-rank or quantised model is refused.
+  out = test::run_output(test::cli() + " lowrank " + (tmp / "lrq") + " --params 0.8 --calib " + d + " --split " +
+                             (tmp / "calib.txt") + " --out " + (tmp / "again"),
+                         &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("not dense"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "again"));
+}
