@@ -102,16 +102,7 @@ void add_quantize(CLI::App& app) {
     std::vector<std::string> calib;
     if (!a->dynamic) {
       check(!a->calib.empty(), "static quantisation needs --calib DIR (and usually --split calib.txt), or use --dynamic");
-      // Labels are irrelevant for calibration: list the images directly.
-      std::string labels = (std::filesystem::path(a->calib) / "classes.txt").string();
-      if (std::filesystem::exists(labels)) {
-        for (auto& smp : imagenet_folder(a->calib, a->split, load_labels(labels))) calib.push_back(smp.path);
-      } else {
-        check(a->split.empty(), a->calib + ": --split needs classes.txt in the folder");
-        for (auto& e : std::filesystem::directory_iterator(a->calib))
-          if (e.is_regular_file()) calib.push_back(e.path().string());
-        std::sort(calib.begin(), calib.end());
-      }
+      calib = calibration_images(a->calib, a->split);
     }
     if (!kernels::cpu_has_vnni() && (a->abits == 8 || a->edge_bits == 8) && (a->wbits == 8 || a->edge_bits == 8))
       fmt::print(stderr, "note: this CPU has no VNNI; layers with 8-bit activations get 7-bit weight codes so "

@@ -9,5 +9,6 @@ void add_classify(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_quantize(CLI::App& app);
+void add_prune(CLI::App& app);
 
 }  // namespace vs::cli

@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.h"
 #include "core/threading.h"
+#include "io/dataset.h"
 #include "io/file.h"
 #include "models/load.h"
 #include "nn/quant_linear.h"
@@ -46,6 +51,21 @@ nlohmann::json quantized_points(models::ViT& m) {
   return {{"execution", nn::exec_mode() == nn::ExecMode::integer ? "integer" : "simulated"},
           {"linear", linear},
           {"attention", attn}};
+}
+
+std::vector<std::string> calibration_images(const std::string& dir, const std::string& split) {
+  std::vector<std::string> out;
+  std::string labels = (std::filesystem::path(dir) / "classes.txt").string();
+  if (std::filesystem::exists(labels)) {
+    for (auto& smp : imagenet_folder(dir, split, load_labels(labels))) out.push_back(smp.path);
+  } else {
+    check(split.empty(), dir + ": --split needs classes.txt in the folder");
+    check(std::filesystem::is_directory(dir), dir + ": not a folder");
+    for (auto& e : std::filesystem::directory_iterator(dir))
+      if (e.is_regular_file()) out.push_back(e.path().string());
+    std::sort(out.begin(), out.end());
+  }
+  return out;
 }
 
 std::string human_bytes(int64_t b) {

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "models/vit.h"
 
@@ -25,5 +26,7 @@ std::string human_bytes(int64_t b);
 // "simulated", "linear": {"w8a8": 48, ...}, "attention": {"q/k": 8, "v": 8, "probabilities": 8}
 // (block 0's; "float" where not quantised)}. Every report carries it.
 nlohmann::json quantized_points(models::ViT& m);
+// The calibration images of --calib DIR [--split FILE] (labels are irrelevant: listed directly).
+std::vector<std::string> calibration_images(const std::string& dir, const std::string& split);
 
 }  // namespace vs::cli

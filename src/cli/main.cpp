@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   vs::cli::add_eval(app);
   vs::cli::add_bench(app);
   vs::cli::add_quantize(app);
+  vs::cli::add_prune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
