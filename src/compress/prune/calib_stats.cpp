@@ -5,7 +5,6 @@
 #include "compress/capture.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "io/preprocess.h"
 #include "kernels/gemm.h"
 
 namespace vs::prune {
@@ -56,9 +55,8 @@ void add_qk_stats(BlockStats& s, const kernels::HeadLayout& L, const float* y, i
 
 }  // namespace
 
-CalibStats collect_stats(models::ViT& model, const std::vector<std::string>& images, int batch,
-                         bool progress) {
-  check(!images.empty(), "pruning scores need calibration images (--calib)");
+CalibStats collect_stats(models::ViT& model, const std::vector<Tensor>& calib, bool progress) {
+  check(!calib.empty(), "pruning scores need calibration images (--calib)");
   CalibStats st;
   st.blocks.resize(model.blocks.size());
   const int64_t T = model.cfg.num_tokens();
@@ -80,14 +78,13 @@ CalibStats collect_stats(models::ViT& model, const std::vector<std::string>& ima
       add_col_sumsq(s.hidden_sq, c.x, c.rows, c.in);
     }
   }, [](const std::string& n) { return n == "head" || n.rfind("blocks.", 0) == 0; });
-  Progress bar("calibrate", int64_t(images.size()));
-  for (size_t i = 0; i < images.size(); i += size_t(batch)) {
-    size_t e = std::min(images.size(), i + size_t(batch));
-    model.forward(load_batch({images.begin() + long(i), images.begin() + long(e)}, model.cfg.pre));
-    if (progress) bar.update(int64_t(e));
+  Progress bar("calibrate", int64_t(calib.size()));
+  for (size_t i = 0; i < calib.size(); ++i) {
+    model.forward(calib[i]);
+    st.images += calib[i].dim(0);
+    if (progress) bar.update(int64_t(i + 1));
   }
   bar.finish();
-  st.images = int64_t(images.size());
   return st;
 }
 

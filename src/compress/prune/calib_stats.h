@@ -25,7 +25,7 @@ struct CalibStats {
   int64_t images = 0;
 };
 
-CalibStats collect_stats(models::ViT& model, const std::vector<std::string>& images, int batch,
-                         bool progress = true);
+// calib: batches of preprocessed images [B, 3, S, S].
+CalibStats collect_stats(models::ViT& model, const std::vector<Tensor>& calib, bool progress = true);
 
 }  // namespace vs::prune

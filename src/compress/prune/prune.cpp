@@ -72,7 +72,7 @@ void check_ratio(const std::optional<double>& r, const char* what) {
 }  // namespace
 
 PruneResult prune_model(models::ViT& model, const PruneSettings& s,
-                        const std::vector<std::string>& calib_images, bool progress) {
+                        const std::vector<Tensor>& calib, bool progress) {
   check_ratio(s.keep_qk, "qk");
   check_ratio(s.keep_v, "v");
   check_ratio(s.keep_mlp, "mlp");
@@ -80,10 +80,9 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
   check(s.target_flops >= 0 && s.target_flops <= 1, "--target-flops must be in (0, 1]");
   check(s.heads >= 0 && s.heads <= model.cfg.num_heads,
         "--heads must be between 1 and num_heads=" + std::to_string(model.cfg.num_heads));
-  check(s.batch > 0, "calibration batch size must be positive");
   const Graph g = build_graph(model);
   Orders o = s.method == Method::l1 ? l1_orders(model, g)
-                                    : snp_orders(model, g, collect_stats(model, calib_images, s.batch, progress));
+                                    : snp_orders(model, g, collect_stats(model, calib, progress));
 
   auto ratios = [&](double shared) {
     double d = s.target_flops > 0 ? shared : 1.0;
@@ -106,6 +105,8 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
     }
   }
   const Ratios r = ratios(shared);
+  int64_t images = 0;
+  for (auto& t : calib) images += t.dim(0);
   Plan plan = make_plan(model, g, o, s.heads, r);
   PruneResult res{apply_plan(model, g, plan), {}};
   const int64_t macs1 = res.model.macs_per_image();
@@ -116,7 +117,7 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
                 {"macs_before", macs0},
                 {"macs_after", macs1},
                 {"flops_ratio", double(macs1) / double(macs0)},
-                {"calibration_images", s.method == Method::l1 ? 0 : int64_t(calib_images.size())}};
+                {"calibration_images", s.method == Method::l1 ? 0 : images}};
   res.model.cfg.pruning_record = res.record;
   return res;
 }

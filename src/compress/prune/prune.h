@@ -22,7 +22,6 @@ struct PruneSettings {
   std::optional<double> keep_qk, keep_v, keep_mlp, keep_embed;
   int heads = 0;             // keep this many heads per block (0 = all), before the ratios above
   double target_flops = 0;   // (0, 1]: bisect one keep ratio for every unset kind to reach it
-  int batch = 16;            // calibration batch size
 };
 
 struct PruneResult {
@@ -30,9 +29,9 @@ struct PruneResult {
   nlohmann::json record;  // config.json "pruning" section (without the per-block widths)
 };
 
-// calib_images: needed by snp (ignored by l1). The input model is used for calibration only and
-// left as it was.
-PruneResult prune_model(models::ViT& model, const PruneSettings& s,
-                        const std::vector<std::string>& calib_images, bool progress = true);
+// calib: batches of preprocessed calibration images, needed by snp (ignored by l1). The input
+// model is used for calibration only and left as it was.
+PruneResult prune_model(models::ViT& model, const PruneSettings& s, const std::vector<Tensor>& calib,
+                        bool progress = true);
 
 }  // namespace vs::prune
