@@ -173,6 +173,33 @@ TEST(Prune, GraphNeverLeavesMismatchedShapes) {
   }
 }
 
+// A hidden unit or value channel that is constant over the tokens is removed exactly when its
+// mean is folded into the next bias.
+TEST(Prune, MeanCompensationIsExactForConstantUnits) {
+  auto m = random_vit({}, 8);
+  StateDict sd = m.state_dict();
+  for (auto& [k, t] : sd) t = t.clone();
+  const int64_t C = 48;
+  for (int64_t c = 0; c < C; ++c) {
+    sd["blocks.0.mlp.fc1.weight"].f32()[5 * C + c] = 0.f;          // hidden unit 5: gelu(bias)
+    sd["blocks.1.attn.qkv.weight"].f32()[(2 * C + 20) * C + c] = 0.f;  // v channel 20: bias
+  }
+  auto z = models::ViT::from_state_dict(m.cfg, sd, "constant units");
+  auto g = prune::build_graph(z);
+  auto plan = prune::keep_all(g);
+  auto drop = [&](int gi, int64_t j) { std::erase(plan.keep[size_t(gi)], j); };
+  drop(g.find(prune::DimKind::mlp, 0), 5);
+  drop(g.find(prune::DimKind::v, 1, 1), 20 - 16);
+  Tensor x = images(2, 3);
+  auto st = prune::collect_stats(z, {x}, false);
+  auto pruned = prune::apply_plan(z, g, plan);
+  Tensor y0 = z.forward(x), y1 = pruned.forward(x);
+  prune::compensate_means(z, g, plan, st, pruned);
+  Tensor y2 = pruned.forward(x);
+  EXPECT_GT(test::max_abs_diff(y0, y1), 1e-3f);  // removing them alone changes the output
+  EXPECT_LT(test::max_abs_diff(y0, y2), 1e-4f);
+}
+
 TEST(Prune, TargetFlopsIsReachedAndDeterministic) {
   auto m = random_vit({}, 4);
   for (auto method : {prune::Method::l1, prune::Method::snp})

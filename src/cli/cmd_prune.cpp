@@ -22,6 +22,7 @@ void add_prune(CLI::App& app) {
     std::string method = "snp", calib, split, out;
     double keep_qk = -1, keep_v = -1, keep_mlp = -1, keep_embed = -1, target_flops = -1;  // -1: not given
     int heads = 0, batch = 16;
+    bool compensate = false;
   };
   auto a = std::make_shared<Args>();
   add_model_args(cmd, *a);
@@ -41,6 +42,9 @@ void add_prune(CLI::App& app) {
                   "not given, is found by bisection (the achieved fraction is printed)")
       ->check(ratio)
       ->excludes(heads);
+  cmd->add_flag("--compensate", a->compensate,
+                "fold the calibration mean of every removed MLP unit and value channel into fc2's / "
+                "proj's bias (needs --calib; works with either method)");
   cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style); needed by snp");
   cmd->add_option("--split", a->split, "file listing the calibration images (e.g. calib.txt)");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
@@ -54,12 +58,14 @@ void add_prune(CLI::App& app) {
     s.keep_mlp = opt(a->keep_mlp);
     s.keep_embed = opt(a->keep_embed);
     s.heads = a->heads;
+    s.compensate = a->compensate;
     check(a->target_flops != 0, "--target-flops must be in (0, 1]");
     s.target_flops = std::max(a->target_flops, 0.0);
-    check(s.method == prune::Method::l1 || !a->calib.empty(), "--method snp needs --calib DIR (and usually --split calib.txt)");
+    const bool needs_calib = s.method == prune::Method::snp || s.compensate;
+    check(!needs_calib || !a->calib.empty(), "--method snp and --compensate need --calib DIR (and usually --split calib.txt)");
     auto m = open_model(*a);
     std::vector<Tensor> calib;  // preprocessed up front (128 ViT-Ti images: 77 MB)
-    if (s.method == prune::Method::snp) {
+    if (needs_calib) {
       auto paths = calibration_images(a->calib, a->split);
       for (size_t i = 0; i < paths.size(); i += size_t(a->batch))
         calib.push_back(load_batch({paths.begin() + long(i), paths.begin() + long(std::min(paths.size(), i + size_t(a->batch)))},

@@ -10,6 +10,12 @@
 namespace vs::prune {
 namespace {
 
+void add_col_sum(std::vector<double>& acc, const float* x, int64_t rows, int64_t cols) {
+  acc.resize(size_t(cols), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) acc[size_t(c)] += x[r * cols + c];
+}
+
 void add_col_sumsq(std::vector<double>& acc, const float* x, int64_t rows, int64_t cols) {
   acc.resize(size_t(cols), 0.0);
   for (int64_t r = 0; r < rows; ++r)
@@ -72,10 +78,12 @@ CalibStats collect_stats(models::ViT& model, const std::vector<Tensor>& calib, b
       Tensor g = gram(c.x, c.rows, c.in, c.in);
       s.ctx_gram.resize(size_t(c.in * c.in), 0.0);
       for (int64_t i = 0; i < c.in * c.in; ++i) s.ctx_gram[size_t(i)] += g.f32()[i];
+      add_col_sum(s.ctx_mean, c.x, c.rows, c.in);
     } else if (what == "mlp.fc1") {
       add_col_sumsq(s.fc1_in_sq, c.x, c.rows, c.in);
     } else if (what == "mlp.fc2") {
       add_col_sumsq(s.hidden_sq, c.x, c.rows, c.in);
+      add_col_sum(s.hidden_mean, c.x, c.rows, c.in);
     }
   }, [](const std::string& n) { return n == "head" || n.rfind("blocks.", 0) == 0; });
   Progress bar("calibrate", int64_t(calib.size()));
@@ -85,6 +93,10 @@ CalibStats collect_stats(models::ViT& model, const std::vector<Tensor>& calib, b
     if (progress) bar.update(int64_t(i + 1));
   }
   bar.finish();
+  const double tokens = double(st.images * T);
+  for (auto& s : st.blocks)
+    for (auto* v : {&s.hidden_mean, &s.ctx_mean})
+      for (auto& x : *v) x /= tokens;
   return st;
 }
 

@@ -16,6 +16,7 @@ struct BlockStats {
   std::vector<std::vector<double>> qk_m;
   std::vector<double> ctx_gram;           // [v_total, v_total]: Gram of proj's input (attention outputs)
   std::vector<double> hidden_sq;          // [hidden]: sum of squares of fc2's input (post-GELU)
+  std::vector<double> hidden_mean, ctx_mean;  // means of fc2's and proj's inputs over the tokens
   std::vector<double> qkv_in_sq, fc1_in_sq;  // [C]: sum of squares of the LayerNorm outputs
 };
 

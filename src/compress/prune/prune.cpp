@@ -65,11 +65,48 @@ Plan make_plan(const models::ViT& model, const Graph& g, const Orders& o, int he
   return plan;
 }
 
+// Folds the calibration means of the removed inputs of `orig` into the bias of its pruned copy:
+// bias[c] += sum over removed inputs i of W[c, i] * mean_i (c over the kept outputs).
+void fold_means(const nn::Linear& orig, std::unique_ptr<nn::Linear>& pruned, const std::vector<char>& kept_in,
+                const std::vector<double>& mean, const std::vector<int64_t>& kept_out) {
+  const Tensor& w = dynamic_cast<const nn::DenseLinear&>(orig).weight();
+  const auto& p = dynamic_cast<const nn::DenseLinear&>(*pruned);
+  Tensor bias = p.bias().clone();
+  for (size_t k = 0; k < kept_out.size(); ++k) {
+    const float* row = w.f32() + kept_out[k] * w.dim(1);
+    double d = 0;
+    for (int64_t i = 0; i < w.dim(1); ++i)
+      if (!kept_in[size_t(i)]) d += double(row[i]) * mean[size_t(i)];
+    bias.f32()[k] += float(d);
+  }
+  pruned = std::make_unique<nn::DenseLinear>(p.weight(), bias);
+}
+
 void check_ratio(const std::optional<double>& r, const char* what) {
   check(!r || (*r > 0 && *r <= 1), std::string("--keep-") + what + " must be in (0, 1]");
 }
 
 }  // namespace
+
+void compensate_means(const models::ViT& model, const Graph& g, const Plan& plan, const CalibStats& st,
+                models::ViT& pruned) {
+  const auto& embed_keep = plan.keep[size_t(g.find(DimKind::embed))];
+  for (int b = 0; b < int(model.blocks.size()); ++b) {
+    std::vector<char> kept_v;
+    for (int h = 0; h < int(model.blocks[size_t(b)].attn.heads.v_dim.size()); ++h) {
+      const int gi = g.find(DimKind::v, b, h);
+      std::vector<char> k(size_t(g.groups[size_t(gi)].size), 0);
+      for (int64_t j : plan.keep[size_t(gi)]) k[size_t(j)] = 1;
+      kept_v.insert(kept_v.end(), k.begin(), k.end());
+    }
+    const int mi = g.find(DimKind::mlp, b);
+    std::vector<char> kept_h(size_t(g.groups[size_t(mi)].size), 0);
+    for (int64_t j : plan.keep[size_t(mi)]) kept_h[size_t(j)] = 1;
+    const auto& s = st.blocks[size_t(b)];
+    fold_means(*model.blocks[size_t(b)].attn.proj, pruned.blocks[size_t(b)].attn.proj, kept_v, s.ctx_mean, embed_keep);
+    fold_means(*model.blocks[size_t(b)].mlp.fc2, pruned.blocks[size_t(b)].mlp.fc2, kept_h, s.hidden_mean, embed_keep);
+  }
+}
 
 PruneResult prune_model(models::ViT& model, const PruneSettings& s,
                         const std::vector<Tensor>& calib, bool progress) {
@@ -81,8 +118,10 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
   check(s.heads >= 0 && s.heads <= model.cfg.num_heads,
         "--heads must be between 1 and num_heads=" + std::to_string(model.cfg.num_heads));
   const Graph g = build_graph(model);
-  Orders o = s.method == Method::l1 ? l1_orders(model, g)
-                                    : snp_orders(model, g, collect_stats(model, calib, progress));
+  check(!s.compensate || !calib.empty(), "mean compensation needs calibration images (--calib)");
+  CalibStats st;
+  if (s.method == Method::snp || s.compensate) st = collect_stats(model, calib, progress);
+  Orders o = s.method == Method::l1 ? l1_orders(model, g) : snp_orders(model, g, st);
 
   auto ratios = [&](double shared) {
     double d = s.target_flops > 0 ? shared : 1.0;
@@ -105,10 +144,9 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
     }
   }
   const Ratios r = ratios(shared);
-  int64_t images = 0;
-  for (auto& t : calib) images += t.dim(0);
   Plan plan = make_plan(model, g, o, s.heads, r);
   PruneResult res{apply_plan(model, g, plan), {}};
+  if (s.compensate) compensate_means(model, g, plan, st, res.model);
   const int64_t macs1 = res.model.macs_per_image();
   res.record = {{"method", method_name(s.method)},
                 {"keep", {{"qk", r.qk}, {"v", r.v}, {"mlp", r.mlp}, {"embed", r.embed}}},
@@ -117,7 +155,8 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
                 {"macs_before", macs0},
                 {"macs_after", macs1},
                 {"flops_ratio", double(macs1) / double(macs0)},
-                {"calibration_images", s.method == Method::l1 ? 0 : images}};
+                {"mean_compensation", s.compensate},
+                {"calibration_images", st.images}};
   res.model.cfg.pruning_record = res.record;
   return res;
 }
