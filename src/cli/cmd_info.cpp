@@ -48,6 +48,13 @@ void add_info(CLI::App& app) {
     fmt::print("size         {} ({} bytes)\n", human_bytes(m.param_bytes()), m.param_bytes());
     fmt::print("compute      {:.3f} GMACs per image ({:.3f} GFLOPs)\n", double(m.macs_per_image()) / 1e9,
                2.0 * double(m.macs_per_image()) / 1e9);
+    if (!c.head_layouts.empty()) {  // structurally pruned: the shapes each block was left with
+      fmt::print("pruned       {}\n", c.pruning_record.dump());
+      for (size_t i = 0; i < m.blocks.size(); ++i)
+        fmt::print("  block {:>2}   q/k per head [{}]  v per head [{}]  mlp hidden {}\n", i,
+                   fmt::join(c.head_layouts[i].qk_dim, ", "), fmt::join(c.head_layouts[i].v_dim, ", "),
+                   m.blocks[i].mlp.fc1->out_features());
+    }
     fmt::print("preprocess   resize {} ({}), crop_pct {}, mean [{}], std [{}]\n", c.pre.input_size,
                c.pre.interpolation, c.pre.crop_pct, fmt::join(c.pre.mean, ", "), fmt::join(c.pre.std, ", "));
     fmt::print("\n{:<26} {:<8} {:>6} {:>6} {:>10} {:>12}\n", "layer", "kind", "in", "out", "params", "bytes");

@@ -14,5 +14,6 @@ void add_segment(CLI::App& app);
 void add_eval_seg(CLI::App& app);
 void add_distill(CLI::App& app);
 void add_lowrank(CLI::App& app);
+void add_prune(CLI::App& app);
 
 }  // namespace vs::cli

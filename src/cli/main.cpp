@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   vs::cli::add_eval_seg(app);
   vs::cli::add_distill(app);
   vs::cli::add_lowrank(app);
+  vs::cli::add_prune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -14,6 +14,28 @@ struct Size {
 constexpr Size kSizes[] = {{"tiny", 192, 12, 3},   {"small", 384, 12, 6},  {"base", 768, 12, 12},
                            {"large", 1024, 24, 16}, {"huge", 1280, 32, 16}};
 
+// "pruning": {"attn_scale": s, "blocks": [{"qk_dim": [..], "v_dim": [..]}, ...], ...}: the head
+// widths of a structurally pruned model (one entry per block, one width per head).
+void read_pruning(ViTConfig& c, const nlohmann::json& p, const std::string& source) {
+  c.attn_scale = p.at("attn_scale").get<float>();
+  check(c.attn_scale > 0 && c.attn_scale < 1e3, source + ": pruning attn_scale must be positive");
+  const auto& blocks = p.at("blocks");
+  check(blocks.is_array() && int64_t(blocks.size()) == c.depth,
+        source + ": pruning lists " + std::to_string(blocks.size()) + " blocks, depth is " + std::to_string(c.depth));
+  for (const auto& b : blocks) {
+    kernels::HeadLayout l{b.at("qk_dim").get<std::vector<int64_t>>(), b.at("v_dim").get<std::vector<int64_t>>()};
+    check(int64_t(l.qk_dim.size()) == c.num_heads && int64_t(l.v_dim.size()) == c.num_heads,
+          source + ": pruning block widths must list num_heads=" + std::to_string(c.num_heads) + " heads");
+    for (size_t h = 0; h < l.qk_dim.size(); ++h)
+      check(l.qk_dim[h] >= 0 && l.v_dim[h] >= 0 && l.qk_dim[h] < (1 << 20) && l.v_dim[h] < (1 << 20),
+            source + ": pruning head widths must be non-negative");
+    check(l.v_total() > 0, source + ": a pruned block must keep at least one value channel");
+    c.head_layouts.push_back(std::move(l));
+  }
+  c.pruning_record = p;
+  c.pruning_record.erase("blocks");
+}
+
 }  // namespace
 
 std::vector<std::string> known_archs() {
@@ -88,6 +110,7 @@ ViTConfig vit_config_from_json(const nlohmann::json& j, const std::string& sourc
       if (p.contains("num_classes")) c.num_classes = j.value("num_classes", p["num_classes"].get<int64_t>());
     }
     check(c.pre.crop_pct > 0 && c.pre.crop_pct <= 1.0 + 1e-9, source + ": crop_pct must be in (0, 1]");
+    if (j.contains("pruning")) read_pruning(c, j.at("pruning"), source);
     return c;
   } catch (const nlohmann::json::exception& e) {
     throw Error(source + ": malformed config (" + e.what() + ")");
@@ -95,7 +118,7 @@ ViTConfig vit_config_from_json(const nlohmann::json& j, const std::string& sourc
 }
 
 nlohmann::json vit_config_to_json(const ViTConfig& c) {
-  return {{"architecture", c.arch},
+  nlohmann::json j = {{"architecture", c.arch},
           {"num_classes", c.num_classes},
           {"global_pool", c.global_pool},
           {"model_args",
@@ -110,6 +133,14 @@ nlohmann::json vit_config_to_json(const ViTConfig& c) {
             {"mean", c.pre.mean},
             {"std", c.pre.std},
             {"num_classes", c.num_classes}}}};
+  if (!c.head_layouts.empty()) {
+    nlohmann::json p = c.pruning_record;
+    p["attn_scale"] = c.attn_scale;
+    p["blocks"] = nlohmann::json::array();
+    for (auto& l : c.head_layouts) p["blocks"].push_back({{"qk_dim", l.qk_dim}, {"v_dim", l.v_dim}});
+    j["pruning"] = p;
+  }
+  return j;
 }
 
 }  // namespace vs::models

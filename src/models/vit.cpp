@@ -16,6 +16,9 @@ ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::s
   const int64_t C = cfg.embed_dim, P = cfg.patch_size;
   check(cfg.img_size % P == 0, source + ": img_size " + std::to_string(cfg.img_size) +
                                    " is not a multiple of patch_size " + std::to_string(P));
+  check(cfg.head_layouts.empty() || int64_t(cfg.head_layouts.size()) == cfg.depth,
+        source + ": pruning layout lists " + std::to_string(cfg.head_layouts.size()) + " blocks, depth is " +
+            std::to_string(cfg.depth));
   ViT m;
   m.cfg = cfg;
   if (cfg.class_token) m.cls_token = p.get("cls_token", {1, 1, C});
@@ -29,8 +32,10 @@ ViT ViT::from_state_dict(const ViTConfig& cfg, const StateDict& sd, const std::s
                                                       p.get("patch_embed.proj.bias", {C}));
   }
   for (int64_t i = 0; i < cfg.depth; ++i)
-    m.blocks.push_back(nn::Block::load(p, "blocks." + std::to_string(i), C, cfg.num_heads,
-                                       cfg.qkv_bias, cfg.norm_eps));
+    m.blocks.push_back(nn::Block::load(p, "blocks." + std::to_string(i), C, cfg.num_heads, cfg.qkv_bias,
+                                       cfg.norm_eps,
+                                       cfg.head_layouts.empty() ? kernels::HeadLayout{} : cfg.head_layouts[size_t(i)],
+                                       cfg.attn_scale));
   check(!p.has("blocks." + std::to_string(cfg.depth) + ".norm1.weight"),
         source + ": checkpoint has more than depth=" + std::to_string(cfg.depth) + " blocks");
   if (cfg.use_fc_norm())

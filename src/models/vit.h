@@ -3,6 +3,7 @@
 // fc_norm, head, head_dist.
 #pragma once
 #include <map>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,12 @@ struct ViTConfig {
   std::string global_pool = "token";  // "token" (class token) or "avg" (mean of patch tokens)
   float norm_eps = 1e-6f;
   PreprocessConfig pre;
+  // Structured pruning (config.json "pruning"): per-block head widths (empty = embed_dim /
+  // num_heads each; qk_dim 0 and v_dim 0 = a removed head), the attention scale of the original
+  // head width (0 = derive it), and what the pruning stage recorded about itself.
+  std::vector<kernels::HeadLayout> head_layouts;
+  float attn_scale = 0.f;
+  nlohmann::json pruning_record = nlohmann::json::object();
 
   int64_t grid() const { return img_size / patch_size; }
   int64_t num_patches() const { return grid() * grid(); }

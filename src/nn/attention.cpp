@@ -53,17 +53,22 @@ static kernels::AttnQuant load_attn_quant(ParamReader& p, const std::string& pre
 }
 
 Attention Attention::load(ParamReader& p, const std::string& prefix, int64_t C, int64_t num_heads,
-                          bool qkv_bias) {
-  check(num_heads > 0 && C % num_heads == 0,
-        p.source() + ": embed_dim " + std::to_string(C) + " is not divisible by num_heads " +
-            std::to_string(num_heads));
+                          bool qkv_bias, const kernels::HeadLayout& layout, float scale) {
   Attention a;
-  int64_t d = C / num_heads;
-  a.heads.qk_dim.assign(size_t(num_heads), d);
-  a.heads.v_dim.assign(size_t(num_heads), d);
-  a.scale = 1.f / std::sqrt(float(d));
-  a.qkv = load_layer(p, prefix + ".qkv", 3 * C, C, qkv_bias);
-  a.proj = load_layer(p, prefix + ".proj", C, C, true);
+  if (!layout.qk_dim.empty()) {  // structurally pruned: heads of their own widths
+    a.heads = layout;
+    a.scale = scale;
+  } else {
+    check(num_heads > 0 && C % num_heads == 0,
+          p.source() + ": embed_dim " + std::to_string(C) + " is not divisible by num_heads " +
+              std::to_string(num_heads));
+    int64_t d = C / num_heads;
+    a.heads.qk_dim.assign(size_t(num_heads), d);
+    a.heads.v_dim.assign(size_t(num_heads), d);
+    a.scale = scale > 0.f ? scale : 1.f / std::sqrt(float(d));
+  }
+  a.qkv = load_layer(p, prefix + ".qkv", a.heads.qkv_width(), C, qkv_bias);
+  a.proj = load_layer(p, prefix + ".proj", C, a.heads.v_total(), true);
   if (auto it = p.attn_specs.find(prefix); it != p.attn_specs.end()) a.quant = load_attn_quant(p, prefix, it->second);
   return a;
 }

@@ -16,9 +16,11 @@ struct Attention {
   float scale = 1.f;             // original head_dim^-0.5, kept when heads are pruned
   kernels::AttnQuant quant;      // quantisation of q, k, v and the probabilities (default: float)
 
-  static Attention load(ParamReader& p, const std::string& prefix, int64_t C, int64_t num_heads,
-                        bool qkv_bias);
   // Reads PREFIX.{q_scale, q_zero, k_scale, v_scale, p_scale} as p.attn_specs[prefix] says.
+  // `layout` empty: num_heads heads of C / num_heads each. A structurally pruned model passes its
+  // per-head widths and the original scale (scale 0: head_dim^-0.5 of the uniform layout).
+  static Attention load(ParamReader& p, const std::string& prefix, int64_t C, int64_t num_heads,
+                        bool qkv_bias, const kernels::HeadLayout& layout = {}, float scale = 0.f);
   // x: [B*N, C] -> y: [B*N, C]
   void forward(const float* x, float* y, int64_t B, int64_t N) const;
   void save(const std::string& prefix, StateDict& out) const;

@@ -5,10 +5,10 @@
 namespace vs::nn {
 
 Block Block::load(ParamReader& p, const std::string& prefix, int64_t C, int64_t num_heads,
-                  bool qkv_bias, float eps) {
+                  bool qkv_bias, float eps, const kernels::HeadLayout& layout, float attn_scale) {
   Block b;
   b.norm1 = LayerNorm::load(p, prefix + ".norm1", C, eps);
-  b.attn = Attention::load(p, prefix + ".attn", C, num_heads, qkv_bias);
+  b.attn = Attention::load(p, prefix + ".attn", C, num_heads, qkv_bias, layout, attn_scale);
   b.norm2 = LayerNorm::load(p, prefix + ".norm2", C, eps);
   b.mlp = Mlp::load(p, prefix + ".mlp", C);
   if (p.has(prefix + ".ls1.gamma")) b.ls1 = p.get(prefix + ".ls1.gamma", {C});

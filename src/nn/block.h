@@ -15,7 +15,8 @@ struct Block {
   Tensor ls1, ls2;  // optional LayerScale gammas [C] (timm "ls1.gamma"); undefined = 1
 
   static Block load(ParamReader& p, const std::string& prefix, int64_t C, int64_t num_heads,
-                    bool qkv_bias, float eps);
+                    bool qkv_bias, float eps, const kernels::HeadLayout& layout = {},
+                    float attn_scale = 0.f);
   void forward(float* x, int64_t B, int64_t N) const;  // x: [B*N, C], updated in place
   void save(const std::string& prefix, StateDict& out) const;
 };

@@ -1,0 +1,164 @@
+#include "compress/prune/prune.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "compress/prune/calib_stats.h"
+#include "compress/prune/graph.h"
+#include "compress/prune/scores.h"
+#include "core/error.h"
+
+namespace vs::prune {
+
+Method parse_method(const std::string& s) {
+  if (s == "snp") return Method::snp;
+  if (s == "l1") return Method::l1;
+  throw Error("unknown pruning method '" + s + "' (snp or l1)");
+}
+
+const char* method_name(Method m) { return m == Method::snp ? "snp" : "l1"; }
+
+namespace {
+
+struct Ratios {
+  double qk = 1, v = 1, mlp = 1, embed = 1;
+};
+
+int64_t kept_count(double r, int64_t n) {
+  return std::clamp(int64_t(std::llround(r * double(n))), int64_t(std::min<int64_t>(n, 1)), n);
+}
+
+// Removes the first entries of `order` (skipping indices already gone) until `keep` of the
+// `n` live ones remain.
+void remove_along(const Order& order, std::vector<std::vector<char>>& gone, double r) {
+  int64_t live = 0;
+  for (auto& [gi, j] : order) live += !gone[size_t(gi)][size_t(j)];
+  int64_t drop = live - kept_count(r, live);
+  for (auto& [gi, j] : order) {
+    if (drop <= 0) break;
+    if (gone[size_t(gi)][size_t(j)]) continue;
+    gone[size_t(gi)][size_t(j)] = 1;
+    --drop;
+  }
+}
+
+Plan make_plan(const models::ViT& model, const Graph& g, const Orders& o, int heads, const Ratios& r) {
+  Plan plan = keep_all(g);
+  std::vector<std::vector<char>> gone;
+  for (auto& grp : g.groups) gone.emplace_back(size_t(grp.size), 0);
+  for (int b = 0; b < int(model.blocks.size()); ++b) {
+    const auto& hs = o.heads[size_t(b)];
+    for (size_t i = 0; heads > 0 && i + size_t(heads) < hs.size(); ++i)
+      for (DimKind k : {DimKind::qk, DimKind::v})
+        std::fill(gone[size_t(g.find(k, b, hs[i]))].begin(), gone[size_t(g.find(k, b, hs[i]))].end(), 1);
+    remove_along(o.qk[size_t(b)], gone, r.qk);
+    remove_along(o.v[size_t(b)], gone, r.v);
+    remove_along(o.mlp[size_t(b)], gone, r.mlp);
+  }
+  remove_along(o.embed, gone, r.embed);
+  for (size_t i = 0; i < g.groups.size(); ++i) {
+    plan.keep[i].clear();
+    for (int64_t j = 0; j < g.groups[i].size; ++j)
+      if (!gone[i][size_t(j)]) plan.keep[i].push_back(j);
+  }
+  drop_dead_heads(g, plan);
+  return plan;
+}
+
+// Folds the calibration means of the removed inputs of `orig` into the bias of its pruned copy:
+// bias[c] += sum over removed inputs i of W[c, i] * mean_i (c over the kept outputs).
+void fold_means(const nn::Linear& orig, std::unique_ptr<nn::Linear>& pruned, const std::vector<char>& kept_in,
+                const std::vector<double>& mean, const std::vector<int64_t>& kept_out) {
+  const Tensor& w = dynamic_cast<const nn::DenseLinear&>(orig).weight();
+  const auto& p = dynamic_cast<const nn::DenseLinear&>(*pruned);
+  Tensor bias = p.bias().clone();
+  for (size_t k = 0; k < kept_out.size(); ++k) {
+    const float* row = w.f32() + kept_out[k] * w.dim(1);
+    double d = 0;
+    for (int64_t i = 0; i < w.dim(1); ++i)
+      if (!kept_in[size_t(i)]) d += double(row[i]) * mean[size_t(i)];
+    bias.f32()[k] += float(d);
+  }
+  pruned = std::make_unique<nn::DenseLinear>(p.weight(), bias);
+}
+
+void check_ratio(const std::optional<double>& r, const char* what) {
+  check(!r || (*r > 0 && *r <= 1), std::string("--keep-") + what + " must be in (0, 1]");
+}
+
+}  // namespace
+
+void compensate_means(const models::ViT& model, const Graph& g, const Plan& plan, const CalibStats& st,
+                models::ViT& pruned) {
+  const auto& embed_keep = plan.keep[size_t(g.find(DimKind::embed))];
+  for (int b = 0; b < int(model.blocks.size()); ++b) {
+    std::vector<char> kept_v;
+    for (int h = 0; h < int(model.blocks[size_t(b)].attn.heads.v_dim.size()); ++h) {
+      const int gi = g.find(DimKind::v, b, h);
+      std::vector<char> k(size_t(g.groups[size_t(gi)].size), 0);
+      for (int64_t j : plan.keep[size_t(gi)]) k[size_t(j)] = 1;
+      kept_v.insert(kept_v.end(), k.begin(), k.end());
+    }
+    const int mi = g.find(DimKind::mlp, b);
+    std::vector<char> kept_h(size_t(g.groups[size_t(mi)].size), 0);
+    for (int64_t j : plan.keep[size_t(mi)]) kept_h[size_t(j)] = 1;
+    const auto& s = st.blocks[size_t(b)];
+    fold_means(*model.blocks[size_t(b)].attn.proj, pruned.blocks[size_t(b)].attn.proj, kept_v, s.ctx_mean, embed_keep);
+    fold_means(*model.blocks[size_t(b)].mlp.fc2, pruned.blocks[size_t(b)].mlp.fc2, kept_h, s.hidden_mean, embed_keep);
+  }
+}
+
+PruneResult prune_model(models::ViT& model, const PruneSettings& s,
+                        const std::vector<Tensor>& calib, bool progress) {
+  check_ratio(s.keep_qk, "qk");
+  check_ratio(s.keep_v, "v");
+  check_ratio(s.keep_mlp, "mlp");
+  check_ratio(s.keep_embed, "embed");
+  check(s.target_flops >= 0 && s.target_flops <= 1, "--target-flops must be in (0, 1]");
+  check(s.heads >= 0 && s.heads <= model.cfg.num_heads,
+        "--heads must be between 1 and num_heads=" + std::to_string(model.cfg.num_heads));
+  const Graph g = build_graph(model);
+  check(!s.compensate || !calib.empty(), "mean compensation needs calibration images (--calib)");
+  CalibStats st;
+  if (s.method == Method::snp || s.compensate) st = collect_stats(model, calib, progress);
+  Orders o = s.method == Method::l1 ? l1_orders(model, g) : snp_orders(model, g, st);
+
+  auto ratios = [&](double shared) {
+    double d = s.target_flops > 0 ? shared : 1.0;
+    return Ratios{s.keep_qk.value_or(d), s.keep_v.value_or(d), s.keep_mlp.value_or(d), s.keep_embed.value_or(d)};
+  };
+  const int64_t macs0 = plan_macs(model, g, keep_all(g));
+  double shared = 1.0;
+  if (s.target_flops > 0) {
+    check(!s.keep_qk || !s.keep_v || !s.keep_mlp || !s.keep_embed,
+          "--target-flops needs at least one --keep-* left unset (those share the ratio it finds)");
+    // The largest shared ratio whose model fits the budget (MACs grow with the ratio).
+    const double budget = s.target_flops * double(macs0);
+    double lo = 0.0, hi = 1.0;
+    if (double(plan_macs(model, g, make_plan(model, g, o, s.heads, ratios(1.0)))) > budget) {
+      for (int it = 0; it < 40; ++it) {
+        double mid = 0.5 * (lo + hi);
+        (double(plan_macs(model, g, make_plan(model, g, o, s.heads, ratios(mid)))) <= budget ? lo : hi) = mid;
+      }
+      shared = lo;
+    }
+  }
+  const Ratios r = ratios(shared);
+  Plan plan = make_plan(model, g, o, s.heads, r);
+  PruneResult res{apply_plan(model, g, plan), {}};
+  if (s.compensate) compensate_means(model, g, plan, st, res.model);
+  const int64_t macs1 = res.model.macs_per_image();
+  res.record = {{"method", method_name(s.method)},
+                {"keep", {{"qk", r.qk}, {"v", r.v}, {"mlp", r.mlp}, {"embed", r.embed}}},
+                {"heads_kept", s.heads > 0 ? s.heads : model.cfg.num_heads},
+                {"target_flops", s.target_flops},
+                {"macs_before", macs0},
+                {"macs_after", macs1},
+                {"flops_ratio", double(macs1) / double(macs0)},
+                {"mean_compensation", s.compensate},
+                {"calibration_images", st.images}};
+  res.model.cfg.pruning_record = res.record;
+  return res;
+}
+
+}  // namespace vs::prune

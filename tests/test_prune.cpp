@@ -1,0 +1,288 @@
+// Structured pruning: the dependency graph never leaves a mismatched shape, pruning nothing
+// changes nothing, removing q/k pairs, value channels and MLP units is exactly the same as zeroing
+// their weights (so uneven heads run correctly), --target-flops reaches its budget, pruned model
+// folders load and compose with quantisation, and bad options fail cleanly.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+
+#include "compress/prune/graph.h"
+#include "core/error.h"
+#include "compress/prune/prune.h"
+#include "compress/quant/ptq.h"
+#include "models/load.h"
+#include "models/registry.h"
+#include "test_util.h"
+
+using namespace vs;
+
+namespace {
+
+struct Variant {
+  bool distilled = false, avg_pool = false, layer_scale = false;
+};
+
+// A random small ViT (embed 48, 3 heads, depth 2, 32x32 images of 8x8 patches, 10 classes).
+models::ViT random_vit(const Variant& v, unsigned seed) {
+  models::ViTConfig c = models::vit_config_for_arch(v.distilled ? "deit_tiny_distilled_patch8_32" : "vit_tiny_patch8_32");
+  c.embed_dim = 48;
+  c.depth = 2;
+  c.num_heads = 3;
+  c.num_classes = 10;
+  if (v.avg_pool) c.global_pool = "avg";
+  const int64_t C = c.embed_dim, T = c.num_tokens(), H = 4 * C, P = c.patch_size;
+  StateDict sd;
+  unsigned s = seed;
+  auto rnd = [&](Shape sh, float sd_, float mean = 0.f) {
+    Tensor t = test::random_tensor(std::move(sh), s++, sd_);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] += mean;
+    return t;
+  };
+  sd["cls_token"] = rnd({1, 1, C}, 0.5f);
+  if (v.distilled) sd["dist_token"] = rnd({1, 1, C}, 0.5f);
+  sd["pos_embed"] = rnd({1, T, C}, 0.5f);
+  sd["patch_embed.proj.weight"] = rnd({C, 3, P, P}, 0.05f);
+  sd["patch_embed.proj.bias"] = rnd({C}, 0.1f);
+  for (int b = 0; b < 2; ++b) {
+    std::string p = "blocks." + std::to_string(b) + ".";
+    for (auto n : {"norm1.", "norm2."}) {
+      sd[p + n + "weight"] = rnd({C}, 0.1f, 1.f);
+      sd[p + n + "bias"] = rnd({C}, 0.1f);
+    }
+    sd[p + "attn.qkv.weight"] = rnd({3 * C, C}, 0.3f);
+    sd[p + "attn.qkv.bias"] = rnd({3 * C}, 0.1f);
+    sd[p + "attn.proj.weight"] = rnd({C, C}, 0.15f);
+    sd[p + "attn.proj.bias"] = rnd({C}, 0.1f);
+    sd[p + "mlp.fc1.weight"] = rnd({H, C}, 0.15f);
+    sd[p + "mlp.fc1.bias"] = rnd({H}, 0.1f);
+    sd[p + "mlp.fc2.weight"] = rnd({C, H}, 0.08f);
+    sd[p + "mlp.fc2.bias"] = rnd({C}, 0.1f);
+    if (v.layer_scale) {
+      sd[p + "ls1.gamma"] = rnd({C}, 0.1f, 0.5f);
+      sd[p + "ls2.gamma"] = rnd({C}, 0.1f, 0.5f);
+    }
+  }
+  std::string fin = v.avg_pool ? "fc_norm." : "norm.";
+  sd[fin + "weight"] = rnd({C}, 0.1f, 1.f);
+  sd[fin + "bias"] = rnd({C}, 0.1f);
+  sd["head.weight"] = rnd({10, C}, 0.2f);
+  sd["head.bias"] = rnd({10}, 0.1f);
+  if (v.distilled) {
+    sd["head_dist.weight"] = rnd({10, C}, 0.2f);
+    sd["head_dist.bias"] = rnd({10}, 0.1f);
+  }
+  return models::ViT::from_state_dict(c, sd, "random model");
+}
+
+Tensor images(int64_t b, unsigned seed) { return test::random_tensor({b, 3, 32, 32}, seed); }
+
+// A random subset of each group (at least one index), optionally leaving embed and heads whole.
+prune::Plan random_plan(const prune::Graph& g, std::mt19937& rng, bool touch_embed) {
+  prune::Plan p = prune::keep_all(g);
+  for (size_t i = 0; i < g.groups.size(); ++i) {
+    if (!touch_embed && g.groups[i].kind == prune::DimKind::embed) continue;
+    auto& k = p.keep[i];
+    if (k.empty()) continue;  // a head removed earlier
+    std::vector<int64_t> kept;
+    std::bernoulli_distribution coin(0.6);
+    for (int64_t j : k)
+      if (coin(rng)) kept.push_back(j);
+    if (kept.empty() && g.groups[i].kind != prune::DimKind::qk) kept.push_back(k[size_t(rng() % k.size())]);
+    k = kept;
+  }
+  return p;
+}
+
+// The original model with the weights of every index the plan removes set to zero (q/k, v and
+// MLP dimensions only: zeroing those is exactly removing them).
+models::ViT zeroed(const models::ViT& m, const prune::Graph& g, const prune::Plan& plan) {
+  StateDict sd = m.state_dict();
+  for (auto& [k, t] : sd) t = t.clone();
+  for (size_t i = 0; i < g.groups.size(); ++i) {
+    std::vector<char> keep(size_t(g.groups[i].size), 0);
+    for (int64_t j : plan.keep[i]) keep[size_t(j)] = 1;
+    for (auto& sl : g.groups[i].slots) {
+      if (sl.tensor.find("proj.weight") != std::string::npos || sl.tensor.find("fc2.weight") != std::string::npos)
+        continue;  // zeroing the producing rows is enough
+      Tensor& t = sd.at(sl.tensor);
+      const int64_t inner = t.numel() / t.dim(0);
+      for (int64_t j = 0; j < g.groups[i].size; ++j)
+        if (!keep[size_t(j)]) std::fill(t.f32() + (sl.offset + j) * inner, t.f32() + (sl.offset + j + 1) * inner, 0.f);
+    }
+  }
+  return models::ViT::from_state_dict(m.cfg, sd, "zeroed model");
+}
+
+}  // namespace
+
+TEST(Prune, NothingPrunedChangesNothing) {
+  for (auto method : {prune::Method::l1, prune::Method::snp}) {
+    auto m = random_vit({}, 1);
+    Tensor x = images(2, 7);
+    prune::PruneSettings s;
+    s.method = method;
+    auto r = prune::prune_model(m, s, {images(4, 3)}, false);
+    EXPECT_EQ(r.model.num_params(), m.num_params());
+    EXPECT_EQ(r.model.macs_per_image(), m.macs_per_image());
+    EXPECT_EQ(test::max_abs_diff(r.model.forward(x), m.forward(x)), 0.f) << prune::method_name(method);
+  }
+}
+
+TEST(Prune, RemovingQkVMlpEqualsZeroingThem) {
+  std::mt19937 rng(5);
+  auto m = random_vit({}, 2);
+  auto g = prune::build_graph(m);
+  Tensor x = images(3, 8);
+  for (int trial = 0; trial < 4; ++trial) {
+    auto plan = random_plan(g, rng, false);
+    prune::drop_dead_heads(g, plan);
+    auto pruned = prune::apply_plan(m, g, plan);
+    EXPECT_FALSE(pruned.blocks[0].attn.heads.uniform());
+    EXPECT_LT(pruned.num_params(), m.num_params());
+    EXPECT_EQ(prune::plan_macs(m, g, plan), pruned.macs_per_image());
+    Tensor y = pruned.forward(x), ref = zeroed(m, g, plan).forward(x);
+    EXPECT_LT(test::max_abs_diff(y, ref), 1e-4f) << "trial " << trial;
+  }
+}
+
+// Every kind of dimension (embedding included), every model variant: the pruned model loads
+// through the normal shape-checking loader, runs, round-trips through a model folder and can be
+// pruned again.
+TEST(Prune, GraphNeverLeavesMismatchedShapes) {
+  std::mt19937 rng(11);
+  test::TempDir tmp;
+  for (Variant v : {Variant{}, Variant{true, false, false}, Variant{false, true, true}}) {
+    auto m = random_vit(v, 3);
+    auto g = prune::build_graph(m);
+    auto plan = random_plan(g, rng, true);
+    plan.keep[size_t(g.find(prune::DimKind::v, 1, 0))].clear();  // a whole head goes
+    prune::drop_dead_heads(g, plan);
+    EXPECT_TRUE(plan.keep[size_t(g.find(prune::DimKind::qk, 1, 0))].empty());
+    models::ViT pruned = prune::apply_plan(m, g, plan);
+    EXPECT_EQ(pruned.cfg.embed_dim, int64_t(plan.keep[size_t(g.find(prune::DimKind::embed))].size()));
+    EXPECT_EQ(pruned.blocks[1].attn.heads.v_dim[0], 0);
+    EXPECT_EQ(prune::plan_macs(m, g, plan), pruned.macs_per_image());
+    Tensor x = images(2, 9), y = pruned.forward(x);
+    models::save_model(tmp / "p", pruned, nlohmann::json::object());
+    auto back = models::load_model(tmp / "p");
+    EXPECT_EQ(test::max_abs_diff(back.forward(x), y), 0.f);
+    auto g2 = prune::build_graph(back);  // prune the pruned model again
+    auto again = prune::apply_plan(back, g2, random_plan(g2, rng, true));
+    EXPECT_LT(again.num_params(), back.num_params());
+  }
+}
+
+// A hidden unit or value channel that is constant over the tokens is removed exactly when its
+// mean is folded into the next bias.
+TEST(Prune, MeanCompensationIsExactForConstantUnits) {
+  auto m = random_vit({}, 8);
+  StateDict sd = m.state_dict();
+  for (auto& [k, t] : sd) t = t.clone();
+  const int64_t C = 48;
+  for (int64_t c = 0; c < C; ++c) {
+    sd["blocks.0.mlp.fc1.weight"].f32()[5 * C + c] = 0.f;          // hidden unit 5: gelu(bias)
+    sd["blocks.1.attn.qkv.weight"].f32()[(2 * C + 20) * C + c] = 0.f;  // v channel 20: bias
+  }
+  auto z = models::ViT::from_state_dict(m.cfg, sd, "constant units");
+  auto g = prune::build_graph(z);
+  auto plan = prune::keep_all(g);
+  auto drop = [&](int gi, int64_t j) { std::erase(plan.keep[size_t(gi)], j); };
+  drop(g.find(prune::DimKind::mlp, 0), 5);
+  drop(g.find(prune::DimKind::v, 1, 1), 20 - 16);
+  Tensor x = images(2, 3);
+  auto st = prune::collect_stats(z, {x}, false);
+  auto pruned = prune::apply_plan(z, g, plan);
+  Tensor y0 = z.forward(x), y1 = pruned.forward(x);
+  prune::compensate_means(z, g, plan, st, pruned);
+  Tensor y2 = pruned.forward(x);
+  EXPECT_GT(test::max_abs_diff(y0, y1), 1e-3f);  // removing them alone changes the output
+  EXPECT_LT(test::max_abs_diff(y0, y2), 1e-4f);
+}
+
+TEST(Prune, TargetFlopsIsReachedAndDeterministic) {
+  auto m = random_vit({}, 4);
+  for (auto method : {prune::Method::l1, prune::Method::snp})
+    for (double target : {0.7, 0.5}) {
+      prune::PruneSettings s;
+      s.method = method;
+      s.target_flops = target;
+      auto a = prune::prune_model(m, s, {images(4, 3)}, false);
+      double ratio = double(a.model.macs_per_image()) / double(m.macs_per_image());
+      EXPECT_LE(ratio, target);
+      EXPECT_GT(ratio, target - 0.05);
+      auto b = prune::prune_model(m, s, {images(4, 3)}, false);
+      Tensor x = images(1, 2);
+      EXPECT_EQ(test::max_abs_diff(a.model.forward(x), b.model.forward(x)), 0.f);
+    }
+}
+
+TEST(Prune, HeadPruningRemovesWholeHeads) {
+  auto m = random_vit({}, 5);
+  prune::PruneSettings s;
+  s.heads = 2;
+  auto r = prune::prune_model(m, s, {images(4, 3)}, false);
+  for (auto& b : r.model.blocks) {
+    int zero = 0;
+    for (size_t h = 0; h < 3; ++h) zero += b.attn.heads.qk_dim[h] == 0 && b.attn.heads.v_dim[h] == 0;
+    EXPECT_EQ(zero, 1);
+    EXPECT_EQ(b.attn.heads.v_total(), 32);
+  }
+}
+
+TEST(Prune, PrunedModelQuantizesAndRunsInt8) {
+  auto m = random_vit({}, 6);
+  prune::PruneSettings s;
+  s.target_flops = 0.6;
+  auto r = prune::prune_model(m, s, {images(4, 3)}, false);
+  Tensor x = images(2, 4), yf = r.model.forward(x);
+  quant::PtqSettings q;
+  q.dynamic = true;
+  quant::quantize_model(r.model, q, {}, false);
+  for (auto& [name, l] : r.model.linears()) EXPECT_NE((*l)->kind(), "dense") << name;
+  Tensor yq = r.model.forward(x);
+  float scale = 0;
+  for (int64_t i = 0; i < yf.numel(); ++i) scale = std::max(scale, std::abs(yf.f32()[i]));
+  EXPECT_LT(test::max_abs_diff(yf, yq), 0.1f * scale);
+  EXPECT_GT(test::max_abs_diff(yf, yq), 0.f);  // really quantised
+  EXPECT_THROW(prune::build_graph(r.model), vs::Error);  // and pruning comes first
+}
+
+// The CLI end to end on a random model folder: prune (l1, no calibration needed), info shows the
+// shapes, quantize loads the pruned folder and keeps its layout; bad options fail with one line.
+TEST(Prune, CliWritesLoadableFoldersAndRejectsBadInput) {
+  test::TempDir tmp;
+  models::save_model(tmp / "m", random_vit({}, 7), nlohmann::json::object());
+  const std::string cli = test::cli() + " ";
+  int st = 0;
+  std::string out = test::run_output(cli + "prune " + (tmp / "m") + " --method l1 --keep-qk 0.5 --keep-mlp 0.5 --out " + (tmp / "p"), &st);
+  ASSERT_EQ(st, 0) << out;
+  out = test::run_output(cli + "info " + (tmp / "p"), &st);
+  ASSERT_EQ(st, 0) << out;
+  EXPECT_NE(out.find("q/k per head"), std::string::npos) << out;
+  EXPECT_NE(out.find("mlp hidden 96"), std::string::npos) << out;
+  ASSERT_EQ(test::run(cli + "quantize " + (tmp / "p") + " --dynamic --out " + (tmp / "q") + " >/dev/null 2>&1"), 0);
+  auto q = models::load_model(tmp / "q");
+  EXPECT_EQ(q.cfg.head_layouts.size(), 2u);
+  EXPECT_EQ(q.cfg.pruning_record.value("method", ""), "l1");
+
+  out = test::run_output(cli + "prune " + (tmp / "m") + " --method l1 --keep-qk 0 --out " + (tmp / "bad"), &st);
+  EXPECT_NE(st, 0);
+  out = test::run_output(cli + "prune " + (tmp / "m") + " --method snp --keep-qk 0.5 --out " + (tmp / "bad"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("--calib"), std::string::npos) << out;
+  out = test::run_output(cli + "prune " + (tmp / "q") + " --method l1 --keep-qk 0.5 --out " + (tmp / "bad"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("prune before quantising"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "bad"));
+  // A config whose pruning section does not match the weights.
+  {
+    std::ifstream f(tmp / "p/config.json");
+    auto j = nlohmann::json::parse(f);
+    j["pruning"]["blocks"][0]["qk_dim"].push_back(1);
+    std::ofstream(tmp / "p/config.json") << j.dump();
+  }
+  out = test::run_output(cli + "info " + (tmp / "p"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("config.json"), std::string::npos) << out;
+}
