@@ -24,9 +24,9 @@ void attention_f32(const float* qkv, float* out, int64_t B, int64_t N, const Hea
                    float scale) {
   const int64_t H = int64_t(heads.qk_dim.size());
   const int64_t ld = heads.qkv_width(), ldo = heads.v_total(), qk_total = heads.qk_total();
-  Tensor scores = Tensor::empty({B, H, N, N});
-  float* s = scores.f32();
   if (heads.uniform() && heads.qk_dim[0] > 0 && heads.v_dim[0] > 0) {
+    Tensor scores = Tensor::empty({B, H, N, N});
+    float* s = scores.f32();
     // All heads in one batched product each: dims [B, H, rows, cols], heads read in place.
     const int64_t dq = heads.qk_dim[0], dv = heads.v_dim[0];
     matmul_strided({qkv, {B, H, N, dq}, {N * ld, dq, ld, 1}},
@@ -38,31 +38,11 @@ void attention_f32(const float* qkv, float* out, int64_t B, int64_t N, const Hea
                    {N * ldo, dv, ldo, 1});
     return;
   }
-  // Uneven heads (after structured pruning): one batched-over-images product per head.
-  int64_t qoff = 0, voff = 0;
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t dq = heads.qk_dim[size_t(h)], dv = heads.v_dim[size_t(h)];
-    float* sh = s + h * N * N;
-    if (dv > 0) {
-      if (dq > 0)
-        matmul_strided({qkv + qoff, {B, N, dq}, {N * ld, ld, 1}},
-                       {qkv + qk_total + qoff, {B, dq, N}, {N * ld, 1, ld}}, sh, {B, N, N},
-                       {H * N * N, N, 1});
-      else  // no query/key left: every score is 0, attention is uniform
-        for (int64_t b = 0; b < B; ++b) std::fill(sh + b * H * N * N, sh + b * H * N * N + N * N, 0.f);
-      for (int64_t b = 0; b < B; ++b) softmax_rows(sh + b * H * N * N, N, N, scale);
-      matmul_strided({sh, {B, N, N}, {H * N * N, N, 1}},
-                     {qkv + 2 * qk_total + voff, {B, N, dv}, {N * ld, ld, 1}}, out + voff, {B, N, dv},
-                     {N * ldo, ldo, 1});
-    }
-    qoff += dq;
-    voff += dv;
-  }
+  // Uneven heads (after structured pruning): one batched-over-images product per head, the
+  // per-head path of attention_quant with every point left float.
+  attention_quant(qkv, out, B, N, heads, scale, AttnQuant{}, IntEngine::onednn);
 }
 
-}  // namespace vs::kernels
-
-namespace vs::kernels {
 namespace {
 
 struct HeadOffsets {
