@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "kernels/dnnl_engine.h"
 #include "kernels/gemm.h"
+#include "kernels/weight_cache_impl.h"
 
 namespace vs::kernels {
 namespace {
@@ -22,30 +23,39 @@ struct Prim {
   dnnl::memory::desc src, wei, dst;
 };
 
-Prim make(const IntGemm& g, bool zero_point) {
+dnnl::memory::desc plain_weights(const IntGemm& g) {
+  const int64_t B = g.batch, N = g.N, K = g.K, ld = g.b_ld();
+  return g.b_nk ? dnnl::memory::desc({B, K, N}, dt::s8, {N * ld, 1, ld})
+                : dnnl::memory::desc({B, K, N}, dt::s8, {K * ld, ld, 1});
+}
+
+Prim make(const IntGemm& g, bool zero_point, bool packed) {
   const int64_t B = g.batch, M = g.M, N = g.N, K = g.K;
   Prim p;
-  p.src = dnnl::memory::desc({B, M, K}, dt::u8, {M * K, K, 1});
-  p.wei = g.b_nk ? dnnl::memory::desc({B, K, N}, dt::s8, {N * K, 1, K})
-                 : dnnl::memory::desc({B, K, N}, dt::s8, {K * N, N, 1});
-  p.dst = dnnl::memory::desc({B, M, N}, dt::s32, {M * N, N, 1});
+  p.src = dnnl::memory::desc({B, M, K}, dt::u8, {M * g.a_ld(), g.a_ld(), 1});
+  p.wei = packed ? dnnl::memory::desc({B, K, N}, dt::s8, dnnl::memory::format_tag::any) : plain_weights(g);
+  p.dst = dnnl::memory::desc({B, M, N}, dt::s32, {M * g.c_ld(), g.c_ld(), 1});
   dnnl::primitive_attr attr;
   if (zero_point) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
-  p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(p.src, p.wei, p.dst), attr,
-                                                     dnnl_engine()));
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.src, p.wei, p.dst), attr, dnnl_engine());
+  p.wei = pd.weights_desc();
+  p.prim = dnnl::matmul(pd);
   return p;
 }
 
-void gemm_onednn(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b, int32_t* c) {
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, bool, bool>;
+void gemm_onednn(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b, int32_t* c,
+                 WeightCache* wcache) {
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t, int64_t>;
   static std::map<Key, Prim> cache;
   static std::mutex mu;
-  const bool zp = zero_a != 0;
-  Prim& p = cached_primitive(cache, mu, Key{g.batch, g.M, g.N, g.K, g.b_nk, zp}, [&] { return make(g, zp); });
+  const bool zp = zero_a != 0, packed = wcache != nullptr && g.b_nk && g.batch == 1 && g.ldb == 0;
+  Prim& p = cached_primitive(cache, mu, Key{g.batch, g.M, g.N, g.K, g.b_nk, zp, packed, g.lda, g.ldb, g.ldc},
+                             [&] { return make(g, zp, packed); });
   auto& eng = dnnl_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<uint8_t*>(a))},
-      {DNNL_ARG_WEIGHTS, dnnl::memory(p.wei, eng, const_cast<int8_t*>(b))},
+      {DNNL_ARG_WEIGHTS, packed ? wcache->impl->get(p.wei, plain_weights(g), b)
+                                : dnnl::memory(p.wei, eng, const_cast<int8_t*>(b))},
       {DNNL_ARG_DST, dnnl::memory(p.dst, eng, c)}};
   dnnl::memory zm;
   if (zp) {
@@ -59,21 +69,26 @@ void gemm_onednn(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_
 // The same integers from fp32 GEMMs (see the header). Slow-ish (copies to float), exact.
 void gemm_float_exact(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b, int32_t* c) {
   const int64_t B = g.batch, M = g.M, N = g.N, K = g.K;
-  Tensor af = Tensor::empty({B, M, K}), bf = Tensor::empty({B, g.b_nk ? N : K, g.b_nk ? K : N});
+  const int64_t b_rows = g.b_nk ? N : K, b_cols = g.b_nk ? K : N, lda = g.a_ld(), ldb = g.b_ld();
+  Tensor af = Tensor::empty({B, M, K}), bf = Tensor::empty({B, b_rows, b_cols});
   int32_t amax = 0, bmax = 0;
-  for (int64_t i = 0; i < af.numel(); ++i) {
-    int32_t v = int32_t(a[i]) - zero_a;
-    af.f32()[i] = float(v);
-    amax = std::max(amax, std::abs(v));
-  }
-  for (int64_t i = 0; i < bf.numel(); ++i) {
-    bf.f32()[i] = float(b[i]);
-    bmax = std::max(bmax, int32_t(std::abs(int32_t(b[i]))));
-  }
+  for (int64_t r = 0; r < B * M; ++r)
+    for (int64_t k = 0; k < K; ++k) {
+      int32_t v = int32_t(a[r * lda + k]) - zero_a;
+      af.f32()[r * K + k] = float(v);
+      amax = std::max(amax, std::abs(v));
+    }
+  for (int64_t r = 0; r < B * b_rows; ++r)
+    for (int64_t k = 0; k < b_cols; ++k) {
+      int32_t v = b[r * ldb + k];
+      bf.f32()[r * b_cols + k] = float(v);
+      bmax = std::max(bmax, std::abs(v));
+    }
   // Largest K-chunk whose partial sums stay below 2^24: chunk * amax * bmax < 2^24.
   const int64_t bound = int64_t(1) << 24;
   const int64_t chunk = std::max<int64_t>(1, (bound - 1) / std::max<int64_t>(1, int64_t(amax) * bmax));
-  std::fill(c, c + B * M * N, 0);
+  const int64_t ldc = g.c_ld();
+  for (int64_t r = 0; r < B * M; ++r) std::fill(c + r * ldc, c + r * ldc + N, 0);
   Tensor part = Tensor::empty({B, M, N});
   for (int64_t k0 = 0; k0 < K; k0 += chunk) {
     const int64_t kc = std::min(chunk, K - k0);
@@ -81,7 +96,8 @@ void gemm_float_exact(const IntGemm& g, const uint8_t* a, int32_t zero_a, const 
     View bv = g.b_nk ? View{bf.f32() + k0, {B, kc, N}, {N * K, 1, K}}
                      : View{bf.f32() + k0 * N, {B, kc, N}, {K * N, N, 1}};
     matmul_strided(av, bv, part.f32(), {B, M, N}, {M * N, N, 1});
-    for (int64_t i = 0; i < B * M * N; ++i) c[i] += int32_t(std::lrint(part.f32()[i]));
+    for (int64_t r = 0; r < B * M; ++r)
+      for (int64_t n = 0; n < N; ++n) c[r * ldc + n] += int32_t(std::lrint(part.f32()[r * N + n]));
   }
 }
 
@@ -95,9 +111,9 @@ bool cpu_has_vnni() {
 int int8_exact_weight_bits(int abits) { return cpu_has_vnni() || abits <= 7 ? 8 : 7; }
 
 void gemm_u8s8_s32(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b,
-                   int32_t* c, IntEngine e) {
+                   int32_t* c, IntEngine e, WeightCache* wcache) {
   if (e == IntEngine::onednn)
-    gemm_onednn(g, a, zero_a, b, c);
+    gemm_onednn(g, a, zero_a, b, c, wcache);
   else
     gemm_float_exact(g, a, zero_a, b, c);
 }

@@ -10,6 +10,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/gemm.h"
+
 namespace vs::kernels {
 
 enum class IntEngine { onednn, float_exact };
@@ -25,13 +27,23 @@ bool cpu_has_vnni();
 
 // Shapes of one (batched) product: a [batch, M, K] row-major; b [batch, N, K] when b_nk (Linear
 // weights, keys: the product takes b^T) else [batch, K, N] (values); c [batch, M, N] int32.
+// Row strides lda / ldb / ldc (0: dense) let a product read a head's columns in place; a
+// strided product has batch 1.
 struct IntGemm {
   int64_t batch = 1, M = 0, N = 0, K = 0;
   bool b_nk = true;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  int64_t a_ld() const { return lda ? lda : K; }
+  int64_t b_ld() const { return ldb ? ldb : (b_nk ? K : N); }
+  int64_t c_ld() const { return ldc ? ldc : N; }
 };
 
 // c = (a - zero_a) . b (per batch). zero_a is one zero point for all of a.
+// With a weight cache (constant b: Linear weights, b_nk, batch 1), oneDNN gets b once reordered
+// into its VNNI-blocked layout instead of repacking it on every call. Layers with a zero point
+// pass zero_a = 0 and subtract zero_a * (column sums of b) in their epilogue (Dequant::a_zero),
+// which is cheaper than oneDNN's run-time zero-point compensation.
 void gemm_u8s8_s32(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b,
-                   int32_t* c, IntEngine e);
+                   int32_t* c, IntEngine e, WeightCache* wcache = nullptr);
 
 }  // namespace vs::kernels

@@ -84,7 +84,7 @@ static void dequant(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, 
 #pragma omp parallel for schedule(static) if (M * N > 16384)
   for (int64_t m = 0; m < M; ++m)
     dequant_row<kZeroRows, kPerCol, kBias, kGelu>(acc + m * N, y + m * ldy, N, d.a_scale[d.a_per_row ? m : 0],
-                                                  kZeroRows ? d.a_zero_rows[m] : 0, d.b_sums, d.b_scale, d.bias);
+                                                  !kZeroRows ? 0 : d.a_zero_rows ? d.a_zero_rows[m] : d.a_zero_all, d.b_sums, d.b_scale, d.bias);
 }
 
 void dequantize_acc(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, float* y, int64_t ldy) {
@@ -94,7 +94,7 @@ void dequantize_acc(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, 
        {dequant<false, true, true, false>, dequant<false, true, true, true>}},
       {{dequant<true, true, false, false>, dequant<true, true, false, true>},
        {dequant<true, true, true, false>, dequant<true, true, true, true>}}};
-  const bool z = d.a_zero_rows && d.b_sums, gelu = d.ep == Epilogue::gelu, bias = d.bias != nullptr;
+  const bool z = (d.a_zero_rows || d.a_zero_all != 0) && d.b_sums, gelu = d.ep == Epilogue::gelu, bias = d.bias != nullptr;
   if (!d.b_per_col && !z && !bias && !gelu)  // attention products: scalar scales only
     dequant<false, false, false, false>(acc, M, N, d, y, ldy);
   else if (d.b_per_col)

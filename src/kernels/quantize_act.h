@@ -31,13 +31,15 @@ void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols,
                          float* scales, int32_t* zeros);
 
 // How an int32 accumulator matrix acc [M, N] becomes floats:
-//   y[m, n] = float(acc[m, n] - a_zero_rows[m] * b_sums[n]) * (a_scale[m or 0] * b_scale[n or 0])
+//   y[m, n] = float(acc[m, n] - a_zero[m or -] * b_sums[n]) * (a_scale[m or 0] * b_scale[n or 0])
 //             + bias[n], then the epilogue.
-// a_zero_rows / b_sums: null when the zero point was already applied inside the GEMM.
+// a_zero is a_zero_rows[m] (per token) or the scalar a_zero_all; b_sums null when the zero point
+// was already applied inside the GEMM.
 struct Dequant {
   const float* a_scale = nullptr;
   bool a_per_row = false;
   const int32_t* a_zero_rows = nullptr;
+  int32_t a_zero_all = 0;
   const int32_t* b_sums = nullptr;
   const float* b_scale = nullptr;
   bool b_per_col = false;

@@ -16,11 +16,11 @@ struct WeightCache::Impl {
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;
 
   // The weights `w` (laid out as `plain`) in layout `want`, reordered the first time.
-  dnnl::memory get(const dnnl::memory::desc& want, const dnnl::memory::desc& plain, const float* w) {
+  dnnl::memory get(const dnnl::memory::desc& want, const dnnl::memory::desc& plain, const void* w) {
     std::lock_guard lock(mu);
     for (auto& [d, m] : packed)
       if (d == want) return m;
-    dnnl::memory src(plain, dnnl_engine(), const_cast<float*>(w)), out(want, dnnl_engine());
+    dnnl::memory src(plain, dnnl_engine(), const_cast<void*>(w)), out(want, dnnl_engine());
     dnnl::reorder(src, out).execute(dnnl_stream(), src, out);
     dnnl_stream().wait();
     packed.emplace_back(want, out);

@@ -67,15 +67,19 @@ void QuantLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) cons
     s = Tensor::empty({M});
     z = Tensor::empty({M}, DType::i32);
     kernels::quantize_u8_per_row(x, q.data<uint8_t>(), M, K, act_.bits, s.f32(), z.data<int32_t>());
-    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine());
+    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine(),
+                           packed_.get());
     d.a_scale = s.f32();
     d.a_per_row = true;
     d.a_zero_rows = z.data<int32_t>();
     d.b_sums = wsum_.data<int32_t>();
   } else {
     kernels::quantize_u8(x, q.data<uint8_t>(), M, K, K, act_.scale, act_.zero, act_.bits);
-    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), act_.zero, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine());
+    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine(),
+                           packed_.get());
     d.a_scale = &act_.scale;
+    d.a_zero_all = act_.zero;
+    d.b_sums = wsum_.data<int32_t>();
   }
   kernels::dequantize_acc(acc.data<int32_t>(), M, N, d, y, N);
 }
