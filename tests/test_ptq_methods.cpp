@@ -27,7 +27,7 @@ namespace {
 std::vector<float> gelu_like(int64_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.f, 1.f);
-  std::vector<float> x(size_t(n));
+  std::vector<float> x(static_cast<size_t>(n));
   for (auto& v : x) {
     float u = nd(rng) * (rng() % 50 == 0 ? 6.f : 1.f);
     v = 0.5f * u * (1.f + std::erf(u / std::sqrt(2.f)));
