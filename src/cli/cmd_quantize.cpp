@@ -157,6 +157,8 @@ void add_quantize(CLI::App& app) {
                  mp["avg_bits"].get<double>(), s.avg_bits, mp["kl_start"].get<double>(), mp["kl_final"].get<double>(),
                  mp["steps"].size(), mp["measurements"].get<int64_t>(), mp["seconds"].get<double>());
       for (auto& [name, b] : mp["bits"].items()) fmt::print("  {:<24} {}\n", name, b.get<int>());
+      if (!mp["reached"].get<bool>())
+        fmt::print(stderr, "note: every layer is at the lowest candidate and the average is still above --avg-bits\n");
     }
     if (s.big) {
       int fired = 0;
