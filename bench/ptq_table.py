@@ -44,12 +44,22 @@ ROWS = [
     ("W4A4, act percentile, AGQ probabilities", W4 + ["--act-observer", "percentile", "--prob-quantizer", "agq"], False),
 ]
 # Issue 4's ablation: baseline (per-channel MSE weights, percentile activations, uniform
-# probabilities), each method alone, all together.
+# probabilities), each method alone, the RepQ-ViT baseline, all of MPTQ-ViT's and PTQ4SAM's
+# methods together (without and with greedy mixed precision at the same average bits: its
+# candidates 4/5/6/8 start above the uniform width, so it only applies at 6 and 5 bits).
 BASE = ["--act-observer", "percentile"]
-METHODS = [("baseline", []), ("+SQ-b", ["--sq-b"]), ("+AGQ", ["--prob-quantizer", "agq"]), ("+BIG", ["--big"]),
-           ("all (SQ-b, AGQ, BIG)", ["--sq-b", "--prob-quantizer", "agq", "--big"])]
-ROWS_METHODS = [(f"W{b}A{b}, {m}", ["--wbits", str(b), "--abits", str(b)] + BASE + f, False)
-                for b in (8, 6, 5, 4) for m, f in METHODS]
+ALL = ["--sq-b", "--opt-m", "--prob-quantizer", "agq", "--big"]
+def methods(b):
+    mp = ["--avg-bits", str(b)]
+    rows = [("baseline", []), ("+SQ-b", ["--sq-b"]), ("+OPT-m", ["--opt-m"]), ("+AGQ", ["--prob-quantizer", "agq"]),
+            ("+BIG", ["--big"])]
+    rows += [("+mixed precision", mp)] if b in (5, 6) else []
+    rows += [("RepQ baseline (RepQ + log-sqrt2 probabilities)", ["--repq", "--prob-quantizer", "logsqrt2"]),
+             ("all (SQ-b, OPT-m, AGQ, BIG)", ALL)]
+    rows += [("all + mixed precision", ALL + mp)] if b in (5, 6) else []
+    return rows
+ROWS_METHODS = [(f"W{b}A{b}, {m}", ["--wbits", str(b), "--abits", str(b)] + BASE + f, b == 6 and m.startswith("all ("))
+                for b in (8, 6, 5, 4) for m, f in methods(b)]
 QUICK = {"FP32", "W8A8, act mse, fc2 inputs per token (main job)"}
 
 
@@ -69,6 +79,8 @@ def main():
     ap.add_argument("--json", default=os.path.join(REPO, "out", "ptq_table.json"))
     ap.add_argument("--workdir", default=os.path.join(REPO, "out", "ptq_table"))
     ap.add_argument("--threads", default="2")
+    ap.add_argument("--only", nargs="*", default=[], help="run only the rows whose name contains one of these")
+    ap.add_argument("--append", action="store_true", help="keep the rows already in --json (re-run rows replace them)")
     ap.add_argument("--simulate-too", action="store_true", help="also evaluate every model with --simulate "
                     "(the main-job row always is)")
     args = ap.parse_args()
@@ -77,23 +89,30 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     fp32_bytes = os.path.getsize(os.path.join(MODEL, "model.safetensors"))
     results = []
+    if args.append and os.path.isfile(args.json):
+        with open(args.json) as f:
+            results = json.load(f)["rows"]
     for name, flags, simulate in (ROWS_METHODS if args.rows == "methods" else ROWS):
         if args.rows == "quick" and name not in QUICK:
             continue
+        if args.only and not any(o in name for o in args.only):
+            continue
+        results = [r for r in results if r["name"] != name]
         print(f"== {name}", flush=True)
-        path, qcmd, qsec = MODEL, None, None
+        path, qcmd, qsec, qout = MODEL, None, None, ""
         if flags is not None:
-            path = os.path.join(args.workdir, str(len(results)))
+            path = os.path.join(args.workdir, "".join(c if c.isalnum() else "_" for c in name))
             qcmd = [args.vitshrink, "quantize", MODEL, *flags, "--threads", args.threads, "--out", path]
             if "--dynamic" not in flags:
                 qcmd += ["--calib", DATA, "--split", os.path.join(DATA, "calib.txt")]
             t0 = time.time()
-            run(qcmd)
+            qout = run(qcmd)
             qsec = time.time() - t0
-        row = {"name": name, "quantize": qcmd, "quantize_seconds": qsec,
+        row = {"name": name, "quantize": qcmd, "quantize_seconds": qsec, "load_avg": os.getloadavg(),
+               "quantize_output": qout.strip().splitlines()[-40:],
                "bytes": os.path.getsize(os.path.join(path, "model.safetensors"))}
         for mode in (["integer", "simulated"] if (args.simulate_too or simulate) and flags else ["integer"]):
-            rep = os.path.join(args.workdir, f"{len(results)}_{mode}.json")
+            rep = path + f"_{mode}.json" if flags else os.path.join(args.workdir, f"fp32_{mode}.json")
             ecmd = [args.vitshrink, "eval", path, "--data", DATA, "--split", os.path.join(DATA, "eval.txt"),
                     "--threads", args.threads, "--report", rep] + (["--simulate"] if mode == "simulated" else [])
             run(ecmd)

@@ -17,20 +17,7 @@ using namespace vs;
 
 namespace {
 
-std::vector<std::string> random_images(const test::TempDir& dir, int n) {
-  std::vector<std::string> out;
-  std::mt19937 rng(7);
-  for (int i = 0; i < n; ++i) {
-    Image im;
-    im.width = 20 + i % 5;
-    im.height = 18 + i % 3;
-    im.pixels.resize(size_t(im.width) * im.height * 3);
-    for (auto& p : im.pixels) p = uint8_t(rng() % 256);
-    out.push_back(dir / ("img" + std::to_string(i) + ".png"));
-    save_png(out.back(), im);
-  }
-  return out;
-}
+using test::random_images;
 
 compress::DistillSettings small_settings() {
   compress::DistillSettings s;

@@ -6,8 +6,10 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
+#include "io/image.h"
 #include "io/safetensors.h"
 
 namespace vs::test {
@@ -121,6 +123,22 @@ inline std::string write_tiny_model(const TempDir& tmp, const std::string& name 
   std::ofstream(dir + "/config.json") << R"({"architecture": "vit_tiny_patch8_16", "num_classes": 10,
     "model_args": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 16}})";
   return dir;
+}
+
+// n small random PNG images (a few sizes) in `dir`, for calibration in tests.
+inline std::vector<std::string> random_images(const TempDir& dir, int n) {
+  std::vector<std::string> out;
+  std::mt19937 rng(7);
+  for (int i = 0; i < n; ++i) {
+    Image im;
+    im.width = 20 + i % 5;
+    im.height = 18 + i % 3;
+    im.pixels.resize(size_t(im.width) * im.height * 3);
+    for (auto& p : im.pixels) p = uint8_t(rng() % 256);
+    out.push_back(dir / ("img" + std::to_string(i) + ".png"));
+    save_png(out.back(), im);
+  }
+  return out;
 }
 
 }  // namespace vs::test

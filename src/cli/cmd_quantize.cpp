@@ -35,7 +35,10 @@ void add_quantize(CLI::App& app) {
       "--attn-bits 16, --prob-bits 16.");
   struct Args : ModelArgs {
     int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
-    bool dynamic = false, big = false, sqb = false;
+    bool dynamic = false, big = false, sqb = false, repq = false, optm = false;
+    double avg_bits = 0;
+    std::vector<int> mp_bits{4, 5, 6, 8};
+    int mp_images = 16;
     std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
     std::vector<std::string> keep_float, dynamic_for;
@@ -63,6 +66,24 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--big", a->big,
                 "BIG (PTQ4SAM): where the keys of an attention module are bimodal, flip the sign of the\n"
                 "minority key channels and their query channels (q.k unchanged), then calibrate");
+  cmd->add_flag("--repq", a->repq,
+                "RepQ-ViT baseline: per-channel quantisation scales of the LayerNorm outputs (inputs of\n"
+                "attn.qkv and mlp.fc1) reparameterised into one per-tensor scale, folded into the\n"
+                "LayerNorms and the next weights and biases (float function unchanged); not with --sq-b");
+  cmd->add_flag("--opt-m", a->optm,
+                "OPT-m (MPTQ-ViT): twin-uniform quantizer for the post-GELU mlp.fc2 inputs (a fine and a\n"
+                "coarse region, scales s and 2^m s; integer execution as two GEMMs), m and s searched per\n"
+                "layer on calibration data to minimise the layer's output error (uniform kept where better)");
+  cmd->add_option("--avg-bits", a->avg_bits,
+                  "greedy mixed precision (MPTQ-ViT): each block Linear layer gets W = A = one of --mp-bits,\n"
+                  "lowered greedily by least KL increase (vs FP32 logits on --mp-images calibration images)\n"
+                  "per bit saved until the weight-weighted average bit width is <= this (--wbits/--abits then\n"
+                  "only set SQ-b's search and, through --attn-bits/--prob-bits defaults, the attention)")
+      ->check(CLI::Range(2.0, 8.0));
+  cmd->add_option("--mp-bits", a->mp_bits, "candidate bit widths of --avg-bits (default 4 5 6 8)")
+      ->check(CLI::Range(2, 8));
+  cmd->add_option("--mp-images", a->mp_images, "calibration images the --avg-bits search measures KL on (16)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--method", a->method,
                   "static: activation ranges calibrated on --calib (default); dynamic: per-token\n"
                   "activation scales computed at run time, no calibration, attention left float")
@@ -92,6 +113,11 @@ void add_quantize(CLI::App& app) {
     s.prob_quantizer = quant::parse_prob_quantizer(a->probs);
     s.big = a->big;
     s.smoothquant = a->sqb;
+    s.repq = a->repq;
+    s.opt_m = a->optm;
+    s.avg_bits = a->avg_bits;
+    s.mp_candidates = a->mp_bits;
+    s.mp_images = a->mp_images;
     s.dynamic = a->dynamic;
     s.weight_observer = quant::parse_observer(a->wobs);
     s.act_observer = quant::parse_observer(a->aobs);
@@ -117,6 +143,22 @@ void add_quantize(CLI::App& app) {
       int on = 0;
       for (auto& [name, r] : section["sq_b"].items()) on += r["alpha"].is_number();
       fmt::print("SQ-b: smoothed {} of {} layers (alpha per layer in config.json)\n", on, section["sq_b"].size());
+    }
+    if (s.opt_m) {
+      std::vector<std::string> ms;
+      for (auto& [name, l] : section["layers"].items())
+        if (l.contains("opt_m")) ms.push_back(std::to_string(l["opt_m"]["m"].get<int>()));
+      fmt::print("OPT-m: twin-uniform ratio 2^m per mlp.fc2 (0 = uniform kept): m = {}\n", fmt::join(ms, " "));
+    }
+    if (s.avg_bits > 0 && section["mixed_precision"].is_object()) {
+      const auto& mp = section["mixed_precision"];
+      fmt::print("mixed precision: average {:.3f} bits (target {}), KL vs FP32 {:.4g} -> {:.4g}, {} steps, {} "
+                 "measurements, {:.0f} s; bits per layer:\n",
+                 mp["avg_bits"].get<double>(), s.avg_bits, mp["kl_start"].get<double>(), mp["kl_final"].get<double>(),
+                 mp["steps"].size(), mp["measurements"].get<int64_t>(), mp["seconds"].get<double>());
+      for (auto& [name, b] : mp["bits"].items()) fmt::print("  {:<24} {}\n", name, b.get<int>());
+      if (!mp["reached"].get<bool>())
+        fmt::print(stderr, "note: every layer is at the lowest candidate and the average is still above --avg-bits\n");
     }
     if (s.big) {
       int fired = 0;

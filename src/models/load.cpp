@@ -63,6 +63,7 @@ static QuantSpecs quantized_layers(const nlohmann::json& j, const std::string& p
     const auto& q = j.at("quantization");
     for (auto& [name, l] : q.at("layers").items()) {
       nn::LinearSpec s{l.at("wbits").get<int>(), l.at("abits").get<int>(), l.value("dynamic", false)};
+      s.twin_m = l.value("twin_m", 0);
       check(s.wbits >= 2 && s.wbits <= 8 && s.abits >= 2 && s.abits <= 8,
             path + ": layer '" + name + "' has bit widths outside 2..8");
       out.layers[name] = s;

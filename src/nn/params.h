@@ -17,6 +17,7 @@ struct LinearSpec {
   int abits = 8;
   bool dynamic = false;
   int rank = 0;
+  int twin_m = 0;  // > 0: twin-uniform input with scale ratio 2^twin_m (kernels/twin_quant.h)
 };
 
 // How an attention module's operands are quantised (bits 16 = float); from config.json's

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/quantize_act.h"
+#include "kernels/twin_quant.h"
 
 namespace vs::nn {
 
@@ -23,6 +24,13 @@ QuantLinear::QuantLinear(Tensor codes, Tensor wscale, Tensor bias, int wbits, Ac
             std::to_string(kernels::int8_exact_weight_bits(act_.bits)) + " bits)");
   check(wscale_.numel() == codes_.dim(0), "QuantLinear: one weight scale per output channel expected");
   const int64_t N = codes_.dim(0), K = codes_.dim(1);
+  if (act_.twin_m > 0) {
+    check(!act_.dynamic, "QuantLinear: twin-uniform inputs are static");
+    const kernels::TwinQuant t{act_.bits, act_.scale, act_.zero, act_.twin_m};
+    kernels::check_twin(t, "QuantLinear");
+    check(kernels::twin_fits_int32(t, K, (1 << (wbits_ - 1)) - 1), "QuantLinear: twin-uniform ratio 2^" +
+                                                                         std::to_string(act_.twin_m) + " overflows int32 here");
+  }
   const int8_t* c = codes_.data<int8_t>();
   const int32_t lim = (1 << (wbits_ - 1)) - 1;
   wsum_ = Tensor({N}, DType::i32);
@@ -73,6 +81,13 @@ void QuantLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) cons
     d.a_per_row = true;
     d.a_zero_rows = z.data<int32_t>();
     d.b_sums = wsum_.data<int32_t>();
+  } else if (act_.twin_m > 0) {  // two regions, two GEMMs, one epilogue (kernels/twin_quant.h)
+    Tensor q2 = Tensor::empty({M, K}, DType::u8), acc2 = Tensor::empty({M, N}, DType::i32);
+    kernels::quantize_twin(x, q.data<uint8_t>(), q2.data<uint8_t>(), M, K, {act_.bits, act_.scale, act_.zero, act_.twin_m});
+    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), act_.zero, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine());
+    kernels::gemm_u8s8_s32(g, q2.data<uint8_t>(), 0, codes_.data<int8_t>(), acc2.data<int32_t>(), int_engine());
+    kernels::combine_twin(acc.data<int32_t>(), acc2.data<int32_t>(), M * N, act_.twin_m);
+    d.a_scale = &act_.scale;
   } else {
     kernels::quantize_u8(x, q.data<uint8_t>(), M, K, K, act_.scale, act_.zero, act_.bits);
     kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine(),
@@ -85,7 +100,8 @@ void QuantLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) cons
 }
 
 std::string QuantLinear::kind() const {
-  return "w" + std::to_string(wbits_) + "a" + std::to_string(act_.bits) + (act_.dynamic ? "d" : "");
+  return "w" + std::to_string(wbits_) + "a" + std::to_string(act_.bits) + (act_.dynamic ? "d" : "") +
+         (act_.twin_m > 0 ? "t" + std::to_string(act_.twin_m) : "");
 }
 
 int64_t QuantLinear::num_params() const {
@@ -154,7 +170,8 @@ std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string
     check(z.dtype() == DType::i32 && z.numel() == 1, p.source() + ": tensor '" + prefix + ".azero' should be I32 [1]");
     act.zero = z.data<int32_t>()[0];
     check(act.scale > 0 && std::isfinite(act.scale), p.source() + ": '" + prefix + ".ascale' is not a positive number");
-    check(act.zero >= 0 && act.zero < (1 << act.bits), p.source() + ": '" + prefix + ".azero' is outside the code range");
+    check(act.zero >= 0 && act.zero < (1 << (act.twin_m > 0 ? act.bits - 1 : act.bits)),
+          p.source() + ": '" + prefix + ".azero' is outside the code range");
   }
   for (int64_t n = 0; n < N; ++n)
     check(ws.f32()[n] > 0 && std::isfinite(ws.f32()[n]), p.source() + ": '" + prefix + ".wscale' has a non-positive scale");
@@ -170,7 +187,7 @@ std::unique_ptr<Linear> load_linear(ParamReader& p, const std::string& prefix, i
   auto it = p.linear_specs.find(prefix);
   if (it != p.linear_specs.end() && it->second.wbits > 0) {
     check(!bias || p.has(prefix + ".bias"), p.source() + ": missing tensor '" + prefix + ".bias'");
-    ActQuant act{it->second.abits, it->second.dynamic, 1.f, 0};
+    ActQuant act{it->second.abits, it->second.dynamic, 1.f, 0, it->second.twin_m};
     return QuantLinear::load(p, prefix, out, in, it->second.wbits, act);
   }
   Tensor b = bias || p.has(prefix + ".bias") ? p.get(prefix + ".bias", {out}) : Tensor();

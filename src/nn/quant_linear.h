@@ -21,6 +21,7 @@ struct ActQuant {
   bool dynamic = false;  // per-token range computed at run time (no calibration)
   float scale = 1.f;     // static only
   int32_t zero = 0;      // static only
+  int twin_m = 0;        // > 0: twin-uniform input (kernels/twin_quant.h): scale, zero = s1, z1; s2 = 2^m s1
 };
 
 class QuantLinear final : public Linear {

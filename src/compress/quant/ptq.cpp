@@ -1,12 +1,18 @@
 #include "compress/quant/ptq.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
 #include <map>
 #include <tuple>
 
 #include "compress/capture.h"
 #include "compress/quant/agq.h"
 #include "compress/quant/big.h"
+#include "compress/quant/mixed.h"
+#include "compress/quant/optm.h"
+#include "compress/quant/repq.h"
 #include "compress/quant/smoothquant.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -165,11 +171,14 @@ nlohmann::json bimodal_integration(models::ViT& model, const PtqSettings& s, con
   return report;
 }
 
-// SQ-b (compress/quant/smoothquant.h) on norm1 -> attn.qkv and norm2 -> mlp.fc1 of every block:
-// input ranges over all calibration images, then the search and the folding, layer by layer.
+// A reparameterisation folded into norm1 -> attn.qkv and norm2 -> mlp.fc1 of every block (SQ-b,
+// RepQ): input statistics over all calibration images, then `fold` layer by layer; returns the
+// per-layer reports.
 constexpr int64_t kSmoothSampleImages = 8;
-nlohmann::json smooth_quant(models::ViT& model, const PtqSettings& s, const std::vector<std::string>& images,
-                            bool progress) {
+constexpr int64_t kTwinSampleImages = 4;  // OPT-m's search sample
+using NormFold = std::function<nlohmann::json(nn::LayerNorm&, std::unique_ptr<nn::Linear>&, const InputStats&)>;
+nlohmann::json fold_into_norms(models::ViT& model, const PtqSettings& s, const std::vector<std::string>& images,
+                               bool progress, const std::string& label, const NormFold& fold) {
   auto selected = [](const std::string& n) {
     auto ends = [&](const std::string& suf) { return n.size() > suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0; };
     return ends(".attn.qkv") || ends(".mlp.fc1");
@@ -180,20 +189,55 @@ nlohmann::json smooth_quant(models::ViT& model, const PtqSettings& s, const std:
     compress::Capture cap(model, [&](const compress::Captured& c) { stats.at(c.name).observe(c.x, c.rows, c.in, sample_rows); },
                           selected);
     for (auto& n : cap.names()) stats[n];
-    forward_images(model, images, s.batch, progress, "SQ-b stats");
+    forward_images(model, images, s.batch, progress, label + " stats");
   }
   nlohmann::json report = nlohmann::json::object();
   for (size_t b = 0; b < model.blocks.size(); ++b) {
     auto& blk = model.blocks[b];
     const std::string p = "blocks." + std::to_string(b);
     for (auto [norm, lin, name] : {std::tuple{&blk.norm1, &blk.attn.qkv, p + ".attn.qkv"},
-                                   std::tuple{&blk.norm2, &blk.mlp.fc1, p + ".mlp.fc1"}}) {
-      SmoothResult r = smooth_norm_linear(*norm, *lin, stats.at(name), s.wbits, s.abits, s.weight_observer, s.act_observer);
-      report[name] = {{"alpha", r.alpha < 0 ? nlohmann::json("off") : nlohmann::json(r.alpha)},
-                      {"output_mse_before", r.error_before}, {"output_mse_after", r.error_after}};
-    }
+                                   std::tuple{&blk.norm2, &blk.mlp.fc1, p + ".mlp.fc1"}})
+      report[name] = fold(*norm, *lin, stats.at(name));
   }
   return report;
+}
+
+nlohmann::json smooth_quant(models::ViT& model, const PtqSettings& s, const std::vector<std::string>& images,
+                            bool progress) {
+  return fold_into_norms(model, s, images, progress, "SQ-b", [&](nn::LayerNorm& norm, std::unique_ptr<nn::Linear>& lin,
+                                                                  const InputStats& st) -> nlohmann::json {
+    SmoothResult r = smooth_norm_linear(norm, lin, st, s.wbits, s.abits, s.weight_observer, s.act_observer);
+    return {{"alpha", r.alpha < 0 ? nlohmann::json("off") : nlohmann::json(r.alpha)},
+            {"output_mse_before", r.error_before}, {"output_mse_after", r.error_after}};
+  });
+}
+
+nlohmann::json repq(models::ViT& model, const PtqSettings& s, const std::vector<std::string>& images, bool progress) {
+  return fold_into_norms(model, s, images, progress, "RepQ", [&](nn::LayerNorm& norm, std::unique_ptr<nn::Linear>& lin,
+                                                                  const InputStats& st) -> nlohmann::json {
+    RepqResult r = repq_norm_linear(norm, lin, st, s.abits);
+    return {{"scale_spread", r.scale_spread}, {"tensor_scale", r.tensor_scale}, {"tensor_zero", r.tensor_zero}};
+  });
+}
+
+bool ends_with(const std::string& n, const std::string& suf) {
+  return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+// KL(p || q) of the softmaxes of two logit rows, averaged over the rows (double precision).
+double mean_kl(const Tensor& ref, const Tensor& out) {
+  const int64_t R = ref.dim(0), C = ref.dim(1);
+  double total = 0;
+  for (int64_t r = 0; r < R; ++r) {
+    const float* a = ref.f32() + r * C;
+    const float* b = out.f32() + r * C;
+    const double ma = *std::max_element(a, a + C), mb = *std::max_element(b, b + C);
+    double za = 0, zb = 0;
+    for (int64_t c = 0; c < C; ++c) za += std::exp(a[c] - ma), zb += std::exp(b[c] - mb);
+    const double la = ma + std::log(za), lb = mb + std::log(zb);
+    for (int64_t c = 0; c < C; ++c) total += std::exp(a[c] - la) * ((a[c] - la) - (b[c] - lb));
+  }
+  return total / double(R);
 }
 
 }  // namespace
@@ -233,21 +277,36 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     big_report = bimodal_integration(model, s, calib_images, progress);
   }
 
-  // 0b. SQ-b: smoothing with bias folded into the LayerNorms and the layers after them.
-  nlohmann::json sq_report;
-  if (s.smoothquant) {
-    check(!s.dynamic, "SQ-b needs static quantisation (calibrated activation ranges), not --dynamic");
-    sq_report = smooth_quant(model, s, calib_images, progress);
+  // 0b. SQ-b (smoothing with bias) or RepQ (per-channel scales made per-tensor), folded into the
+  // LayerNorms and the layers after them.
+  nlohmann::json sq_report, repq_report;
+  check(!(s.smoothquant && s.repq), "--sq-b and --repq both reparameterise the LayerNorm outputs: choose one");
+  if (s.repq) check(dense_block_layers(), "--repq needs dense attn.qkv and mlp.fc1 layers (not low-rank)");
+  if (s.smoothquant || s.repq)
+    check(!s.dynamic, std::string(s.repq ? "RepQ" : "SQ-b") + " needs static quantisation (calibrated activation ranges), not --dynamic");
+  if (s.smoothquant) sq_report = smooth_quant(model, s, calib_images, progress);
+  if (s.repq) repq_report = repq(model, s, calib_images, progress);
+
+  const bool mixed = s.avg_bits > 0;
+  auto in_mixed = [&](const std::string& name) { return mixed && !is_edge(name) && !keep(name); };
+  if (mixed) {
+    check(!s.dynamic, "mixed precision needs static quantisation (--avg-bits without --dynamic)");
+    check(!s.mp_candidates.empty() && s.mp_images > 0, "mixed precision: candidate bits and images needed");
+    for (int b : s.mp_candidates) check(b >= 2 && b <= 8, "mixed precision: candidate bits must be 2..8, got " + std::to_string(b));
   }
+  const int top_bits = mixed ? *std::max_element(s.mp_candidates.begin(), s.mp_candidates.end()) : 0;
 
   // 1. Calibration: observe every Linear's input, and the attention operands (from the qkv
-  // projections' outputs), over the calibration images.
+  // projections' outputs), over the calibration images; OPT-m keeps a sample of the fc2 inputs.
   std::map<std::string, ActObserver> observers;
   std::map<std::string, AttnObservers> attn_obs;  // by qkv layer name
+  std::map<std::string, std::vector<float>> twin_sample;  // by fc2 layer name
+  const int64_t twin_rows = kTwinSampleImages * model.cfg.num_tokens();
   const bool quant_attn = !s.dynamic && (s.qk_bits < 16 || s.prob_bits < 16);
   if (quant_attn)
     for (size_t i = 0; i < model.blocks.size(); ++i)
       attn_obs["blocks." + std::to_string(i) + ".attn.qkv"].attn = &model.blocks[i].attn;
+  if (s.opt_m) check(!s.dynamic, "OPT-m needs static quantisation (calibrated activation ranges), not --dynamic");
   if (!s.dynamic) {
     const int64_t N = model.cfg.num_tokens();
     compress::Capture cap(model, [&](const compress::Captured& c) {
@@ -256,38 +315,72 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       const bool up = c.name.size() > 3 && c.name.compare(c.name.size() - 3, 3, ".up") == 0;
       if (auto it = attn_obs.find(up ? c.name.substr(0, c.name.size() - 3) : c.name); it != attn_obs.end())
         it->second.observe(c.y, c.rows, N);
+      if (s.opt_m && ends_with(c.name, ".mlp.fc2")) {
+        auto& t = twin_sample[c.name];
+        const int64_t take = std::min(c.rows, twin_rows - int64_t(t.size()) / c.in);
+        if (take > 0) t.insert(t.end(), c.x, c.x + take * c.in);
+      }
     });
     for (auto& n : cap.names()) observers[n];  // made up front: the callback only looks up
     forward_images(model, calib_images, s.batch, progress, "calibrate");
   }
 
-  // 2. Replace each Linear by its quantised version.
-  nlohmann::json per_layer = nlohmann::json::object();
-  for (auto& [name, slot] : layers) {
-    std::unique_ptr<nn::Linear> dense_owner = std::move(*slot);
-    auto* dense = dynamic_cast<nn::DenseLinear*>(dense_owner.get());
-    const int ab = is_edge(name) ? s.edge_bits : s.abits;
-    int wb = is_edge(name) ? s.edge_bits : s.wbits;
+  // The quantised version of one dense layer at (wb, ab); `info` gets its config.json entry.
+  auto quantize_layer = [&](const std::string& name, const nn::DenseLinear& dense, int wb, int ab,
+                            nlohmann::json& info) -> std::unique_ptr<nn::Linear> {
     if (wb <= 8) wb = std::min(wb, kernels::int8_exact_weight_bits(ab));  // see gemm_int8.h
-    if (keep(name) || (wb >= 16 && ab >= 16)) {
-      *slot = std::move(dense_owner);
-      continue;
-    }
     check(wb <= 8 && ab <= 8, "layer '" + name + "': integer execution needs weight and activation bits <= 8 (16 = leave float)");
-    const Tensor& w = dense->weight();
+    const Tensor& w = dense.weight();
     QParams wq = calibrate_weight(w.f32(), w.dim(0), w.dim(1), wb, true, Granularity::channel, 0,
                                   s.weight_observer, s.percentile);
-    const bool dyn = s.dynamic || std::any_of(s.dynamic_for.begin(), s.dynamic_for.end(), [&](const std::string& suf) {
-                       return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
-                     });
+    const bool dyn = s.dynamic || std::any_of(s.dynamic_for.begin(), s.dynamic_for.end(),
+                                              [&](const std::string& suf) { return ends_with(name, suf); });
     nn::ActQuant act{ab, dyn, 1.f, 0};
+    info = {{"wbits", wb}, {"abits", ab}, {"dynamic", dyn}};
     if (!dyn) {
       QParams aq = observers.at(name).finalize(ab, false, s.act_observer, s.percentile);
       act.scale = aq.scale[0];
       act.zero = aq.zero[0];
+      if (s.opt_m && ab >= 3 && twin_sample.count(name)) {  // OPT-m (compress/quant/optm.h)
+        auto layer = nn::QuantLinear::from_dense(dense, Tensor::from({w.dim(0)}, wq.scale), wb, act);
+        const Tensor wdq = layer->dequantized_weight();
+        const auto& xs = twin_sample.at(name);
+        const ActObserver& o = observers.at(name);
+        TwinChoice t = search_twin(xs.data(), int64_t(xs.size()) / w.dim(1), o.min(), o.max(), w.f32(), wdq.f32(),
+                                   w.dim(0), w.dim(1), ab, (1 << (wb - 1)) - 1, aq);
+        info["opt_m"] = {{"m", t.m}, {"output_mse", t.error}, {"output_mse_uniform", t.error_uniform}};
+        if (t.m > 0) {
+          act = {ab, false, t.twin.scale, t.twin.zero, t.m};
+          info["twin_m"] = t.m;
+        }
+      }
     }
-    *slot = nn::QuantLinear::from_dense(*dense, Tensor::from({w.dim(0)}, wq.scale), wb, act);
-    per_layer[name] = {{"wbits", wb}, {"abits", ab}, {"dynamic", dyn}};
+    return nn::QuantLinear::from_dense(dense, Tensor::from({w.dim(0)}, wq.scale), wb, act);
+  };
+
+  // 2. Replace each Linear by its quantised version (mixed precision: at the highest candidate,
+  // keeping the float layer for the search).
+  nlohmann::json per_layer = nlohmann::json::object();
+  std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> mp_layers;
+  std::map<std::string, std::unique_ptr<nn::Linear>> mp_dense;
+  Tensor mp_images, mp_ref;
+  if (mixed) {  // the reference logits of the float model (every fold above keeps its function)
+    std::vector<std::string> first(calib_images.begin(),
+                                   calib_images.begin() + long(std::min(calib_images.size(), size_t(s.mp_images))));
+    mp_images = load_batch(first, model.cfg.pre);
+    mp_ref = model.forward(mp_images);
+  }
+  for (auto& [name, slot] : layers) {
+    const int ab = in_mixed(name) ? top_bits : is_edge(name) ? s.edge_bits : s.abits;
+    const int wb = in_mixed(name) ? top_bits : is_edge(name) ? s.edge_bits : s.wbits;
+    if (keep(name) || (wb >= 16 && ab >= 16)) continue;
+    auto* dense = dynamic_cast<nn::DenseLinear*>(slot->get());
+    std::unique_ptr<nn::Linear> q = quantize_layer(name, *dense, wb, ab, per_layer[name]);
+    if (in_mixed(name)) {
+      mp_layers.emplace_back(name, slot);
+      mp_dense[name] = std::move(*slot);
+    }
+    *slot = std::move(q);
   }
 
   // 3. Attention operands.
@@ -299,6 +392,53 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     per_attn[name] = {{"q_bits", a.q_bits}, {"k_bits", a.k_bits}, {"v_bits", a.v_bits}, {"p_bits", a.p_bits},
                       {"p_tau", a.p_tau}};
     if (!errors.is_null()) per_attn[name]["prob_error"] = errors;
+  }
+
+  // 4. Greedy mixed precision (compress/quant/mixed.h): candidates built once per (layer, bits).
+  nlohmann::json mp_report;
+  if (mixed && !mp_layers.empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::map<std::pair<size_t, int>, std::unique_ptr<nn::Linear>> built;
+    std::map<std::pair<size_t, int>, nlohmann::json> built_info;
+    auto candidate = [&](size_t l, int b) -> std::unique_ptr<nn::Linear>& {
+      auto& c = built[{l, b}];
+      if (!c) {
+        const std::string& name = mp_layers[l].first;
+        c = quantize_layer(name, dynamic_cast<const nn::DenseLinear&>(*mp_dense.at(name)), b, b, built_info[{l, b}]);
+      }
+      return c;
+    };
+    std::vector<int64_t> weights;
+    for (auto& [name, slot] : mp_layers) weights.push_back((*slot)->macs_per_row());
+    auto loss_with = [&](size_t l, int b) {
+      std::swap(*mp_layers[l].second, candidate(l, b));
+      const double kl = mean_kl(mp_ref, model.forward(mp_images));
+      std::swap(*mp_layers[l].second, candidate(l, b));
+      return kl;
+    };
+    std::vector<int> current(mp_layers.size(), top_bits);
+    auto set = [&](size_t l, int b) {
+      std::unique_ptr<nn::Linear>& slot = *mp_layers[l].second;
+      built[{l, current[l]}] = std::move(slot);
+      slot = std::move(candidate(l, b));
+      per_layer[mp_layers[l].first] = built_info.at({l, b});
+      current[l] = b;
+    };
+    const double start = mean_kl(mp_ref, model.forward(mp_images));
+    Progress bar("mixed precision steps", int64_t(mp_layers.size() * (s.mp_candidates.size() - 1)));
+    MixedResult r = greedy_mixed_precision(weights, s.mp_candidates, s.avg_bits, start, loss_with, set,
+                                           [&](int64_t step) { if (progress) bar.update(step); });
+    bar.finish();
+    nlohmann::json steps = nlohmann::json::array(), bits = nlohmann::json::object();
+    for (auto& st : r.steps)
+      steps.push_back({{"layer", mp_layers[st.layer].first}, {"from", st.from}, {"to", st.to},
+                       {"kl_increase", st.loss_increase}, {"avg_bits", st.avg_bits}});
+    for (size_t l = 0; l < mp_layers.size(); ++l) bits[mp_layers[l].first] = r.bits[l];
+    mp_report = {{"candidates", s.mp_candidates}, {"target_avg_bits", s.avg_bits}, {"avg_bits", r.avg_bits},
+                 {"reached", r.reached}, {"images", mp_images.dim(0)}, {"kl_start", start}, {"kl_final", r.loss},
+                 {"measurements", r.measurements},
+                 {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+                 {"bits", bits}, {"steps", steps}};
   }
   std::vector<std::string> float_points{"LayerNorm", "GELU", "softmax input", "residual adds"};
   if (s.dynamic || s.qk_bits >= 16) float_points.insert(float_points.begin(), "attention q, k");
@@ -316,6 +456,9 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
           {"layers", per_layer},
           {"big", big_report.is_null() ? nlohmann::json("off") : big_report},
           {"sq_b", sq_report.is_null() ? nlohmann::json("off") : sq_report},
+          {"repq", repq_report.is_null() ? nlohmann::json("off") : repq_report},
+          {"opt_m", s.opt_m},
+          {"mixed_precision", mp_report.is_null() ? nlohmann::json("off") : mp_report},
           {"attention", per_attn}};
 }
 

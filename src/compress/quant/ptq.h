@@ -27,6 +27,14 @@ struct PtqSettings {
   ProbQuantizer prob_quantizer = ProbQuantizer::uniform;  // compress/quant/agq.h
   bool smoothquant = false;    // SQ-b of MPTQ-ViT (compress/quant/smoothquant.h)
   bool big = false;            // PTQ4SAM's bimodal integration of the keys (compress/quant/big.h)
+  bool repq = false;           // RepQ-ViT's reparameterisation of post-LayerNorm scales (compress/quant/repq.h)
+  bool opt_m = false;          // OPT-m: twin-uniform mlp.fc2 inputs, ratio searched (compress/quant/optm.h)
+  // Greedy mixed precision (compress/quant/mixed.h) over the blocks' Linear layers when > 0:
+  // each gets W = A = one of mp_candidates, lowered greedily (loss: KL of the logits vs FP32 on
+  // the first mp_images calibration images) until their weight-weighted average is <= avg_bits.
+  double avg_bits = 0;
+  std::vector<int> mp_candidates{4, 5, 6, 8};
+  int mp_images = 16;
   bool dynamic = false;        // per-token activation scales at run time, no calibration
   Observer weight_observer = Observer::mse;
   Observer act_observer = Observer::minmax;

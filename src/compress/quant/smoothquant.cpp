@@ -56,6 +56,33 @@ double layer_error(const std::vector<float>& x, int64_t rows, const Tensor& w, c
 
 }  // namespace
 
+void fold_norm_linear(nn::LayerNorm& norm, std::unique_ptr<nn::Linear>& linear, const std::vector<float>& z,
+                      const std::vector<float>& s) {
+  auto* dense = dynamic_cast<nn::DenseLinear*>(linear.get());
+  check(dense != nullptr, "folding into a LayerNorm: the layer after it must be float (dense)");
+  const Tensor& w = dense->weight();
+  const int64_t N = w.dim(0), K = w.dim(1);
+  check(int64_t(z.size()) == K && int64_t(s.size()) == K && norm.weight.numel() == K,
+        "folding into a LayerNorm: one shift and scale per channel expected");
+  Tensor g = norm.weight.clone(), be = norm.bias.clone(), w2 = w.clone();
+  Tensor b2 = dense->bias().defined() ? dense->bias().clone() : Tensor({N});
+  for (int64_t k = 0; k < K; ++k) {
+    g.f32()[k] /= s[size_t(k)];
+    be.f32()[k] = (be.f32()[k] - z[size_t(k)]) / s[size_t(k)];
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    double bz = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      bz += double(w.f32()[n * K + k]) * z[size_t(k)];
+      w2.f32()[n * K + k] = w.f32()[n * K + k] * s[size_t(k)];
+    }
+    b2.f32()[n] += float(bz);
+  }
+  norm.weight = g;
+  norm.bias = be;
+  linear = std::make_unique<nn::DenseLinear>(w2, b2);
+}
+
 SmoothResult smooth_norm_linear(nn::LayerNorm& norm, std::unique_ptr<nn::Linear>& linear, const InputStats& st,
                                 int wbits, int abits, Observer wobs, Observer aobs) {
   auto* dense = dynamic_cast<nn::DenseLinear*>(linear.get());
@@ -89,25 +116,7 @@ SmoothResult smooth_norm_linear(nn::LayerNorm& norm, std::unique_ptr<nn::Linear>
       best_s = s;
     }
   }
-  if (res.alpha < 0) return res;
-  // Fold: LayerNorm gamma' = gamma / s, beta' = (beta - z) / s; W' = W diag(s), b' = b + W z.
-  Tensor g = norm.weight.clone(), be = norm.bias.clone(), w2 = w.clone();
-  Tensor b2 = dense->bias().defined() ? dense->bias().clone() : Tensor({N});
-  for (int64_t k = 0; k < K; ++k) {
-    g.f32()[k] /= best_s[size_t(k)];
-    be.f32()[k] = (be.f32()[k] - z[size_t(k)]) / best_s[size_t(k)];
-  }
-  for (int64_t n = 0; n < N; ++n) {
-    double bz = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      bz += double(w.f32()[n * K + k]) * z[size_t(k)];
-      w2.f32()[n * K + k] = w.f32()[n * K + k] * best_s[size_t(k)];
-    }
-    b2.f32()[n] += float(bz);
-  }
-  norm.weight = g;
-  norm.bias = be;
-  linear = std::make_unique<nn::DenseLinear>(w2, b2);
+  if (res.alpha >= 0) fold_norm_linear(norm, linear, z, best_s);
   return res;
 }
 

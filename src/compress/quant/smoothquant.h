@@ -33,6 +33,12 @@ struct SmoothResult {
   double error_before = 0, error_after = 0;  // ||Q(X) Q(W)^T - X W^T||^2 / elements, on the sample
 };
 
+// Folds X' = (X - z) / s (per input channel) into the LayerNorm (gamma' = gamma / s,
+// beta' = (beta - z) / s) and the layer after it (W' = W diag(s), b' = b + W z): the float
+// function is unchanged. Shared by SQ-b and the RepQ-ViT reparameterisation (repq.h).
+void fold_norm_linear(nn::LayerNorm& norm, std::unique_ptr<nn::Linear>& linear, const std::vector<float>& z,
+                      const std::vector<float>& s);
+
 SmoothResult smooth_norm_linear(nn::LayerNorm& norm, std::unique_ptr<nn::Linear>& linear, const InputStats& st,
                                 int wbits, int abits, Observer wobs, Observer aobs);
 

@@ -1,0 +1,50 @@
+// Greedy mixed precision (MPTQ-ViT, arXiv 2401.14895): every layer gets its own bit width from a
+// candidate set (its weights and its input at the same width). All layers start at the highest
+// candidate; each step lowers, by one candidate, the layer whose loss increase per bit saved
+// (loss: the caller's, e.g. KL of the logits vs the FP32 model on calibration images) is
+// smallest, until the average bit width over these layers, weighted by their weight counts (that
+// is, the size of their weight codes), is at most the target.
+// Cost control: each layer's next step is measured once and cached; after a step only the
+// lowered layer's next step is measured again. Cached increases of the other layers become stale
+// as the model changes, so before committing, the best candidate is re-measured if its value is
+// stale (lazy greedy, at most kMaxRefresh re-measurements per step), and the committed step's
+// fresh measurement becomes the current loss.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace vs::quant {
+
+struct MixedStep {
+  size_t layer = 0;
+  int from = 0, to = 0;
+  double loss_increase = 0;  // measured just before the step
+  double avg_bits = 0;       // after the step
+};
+
+struct MixedResult {
+  std::vector<int> bits;     // per layer
+  double avg_bits = 0;
+  double loss = 0;           // of the final assignment (measured)
+  int64_t measurements = 0;  // calls of loss_with
+  bool reached = true;       // false: every layer is at the lowest candidate and the target was not met
+  std::vector<MixedStep> steps;
+};
+
+constexpr int kMaxRefresh = 4;
+
+// weights: per layer weight count (> 0); candidates: allowed bit widths (any order, deduplicated
+// here); start_loss: the loss with every layer at the highest candidate (the caller's current
+// state). loss_with(l, b): the loss with layer l at b and every other layer as assigned so far;
+// set(l, b) commits. progress(step) is called after every step.
+MixedResult greedy_mixed_precision(const std::vector<int64_t>& weights, std::vector<int> candidates,
+                                   double target_avg, double start_loss,
+                                   const std::function<double(size_t, int)>& loss_with,
+                                   const std::function<void(size_t, int)>& set,
+                                   const std::function<void(int64_t)>& progress = {});
+
+// The weighted average bit width of an assignment.
+double average_bits(const std::vector<int>& bits, const std::vector<int64_t>& weights);
+
+}  // namespace vs::quant

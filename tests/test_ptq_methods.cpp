@@ -1,0 +1,237 @@
+// Issue 4's OPT-m (twin-uniform fc2 inputs), RepQ reparameterisation and greedy mixed precision,
+// on small random data and tiny random models (no ../shared needed).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "compress/capture.h"
+#include "compress/quant/mixed.h"
+#include "compress/quant/optm.h"
+#include "compress/quant/ptq.h"
+#include "compress/quant/repq.h"
+#include "core/error.h"
+#include "io/preprocess.h"
+#include "kernels/twin_quant.h"
+#include "models/load.h"
+#include "nn/exec_mode.h"
+#include "nn/quant_linear.h"
+#include "test_util.h"
+
+using namespace vs;
+
+namespace {
+
+// Post-GELU-like inputs: a dense bulk near 0, the negative tail down to -0.17, rare large values.
+std::vector<float> gelu_like(int64_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) {
+    float u = nd(rng) * (rng() % 50 == 0 ? 6.f : 1.f);
+    v = 0.5f * u * (1.f + std::erf(u / std::sqrt(2.f)));
+  }
+  return x;
+}
+
+struct ExecGuard {
+  ~ExecGuard() { nn::set_exec_mode(nn::ExecMode::integer); }
+};
+
+}  // namespace
+
+TEST(TwinQuant, CodesFollowTheDefinition) {
+  const kernels::TwinQuant t{4, 0.05f, 3, 3};  // fine: (c - 3) * 0.05, c <= 7; coarse: c * 0.4
+  EXPECT_FLOAT_EQ(kernels::twin_fake(0.f, t), 0.f);
+  EXPECT_FLOAT_EQ(kernels::twin_fake(-0.1f, t), -0.1f);
+  EXPECT_FLOAT_EQ(kernels::twin_fake(-1.f, t), -0.15f);  // clamped at code 0
+  EXPECT_FLOAT_EQ(kernels::twin_fake(0.2f, t), 0.2f);    // c1 = 7: still fine
+  EXPECT_FLOAT_EQ(kernels::twin_fake(0.23f, t), 0.4f);   // c1 = 8 > 7: coarse, round(0.575) = 1
+  EXPECT_FLOAT_EQ(kernels::twin_fake(1.3f, t), 1.2f);
+  EXPECT_FLOAT_EQ(kernels::twin_fake(100.f, t), 7 * 0.4f);
+  const float x[4] = {-0.1f, 0.2f, 1.3f, 100.f};
+  uint8_t q1[4], q2[4];
+  kernels::quantize_twin(x, q1, q2, 1, 4, t);
+  EXPECT_EQ(std::vector<int>(q1, q1 + 4), (std::vector<int>{1, 7, 3, 3}));
+  EXPECT_EQ(std::vector<int>(q2, q2 + 4), (std::vector<int>{0, 0, 3, 7}));
+  EXPECT_THROW(kernels::check_twin({4, 0.05f, 8, 3}, "t"), Error);  // zero beyond the fine codes
+  EXPECT_THROW(kernels::check_twin({4, 0.05f, 3, 0}, "t"), Error);
+}
+
+// The two-GEMM integer path equals the simulated path bit for bit, and both equal the float
+// product of the twin-quantised input and the dequantised weights (up to float rounding).
+TEST(TwinQuant, QuantLinearIntegerEqualsSimulatedAndReference) {
+  ExecGuard guard;
+  const int64_t M = 37, K = 96, N = 24;
+  Tensor w = test::random_tensor({N, K}, 5, 0.2f), b = test::random_tensor({N}, 6, 0.1f);
+  std::vector<float> xs = gelu_like(M * K, 7);
+  Tensor x = Tensor::from({M, K}, xs);
+  for (int bits : {4, 6, 8}) {
+    const float hi = *std::max_element(xs.begin(), xs.end());
+    kernels::TwinQuant t{bits, 0.f, 0, 4};
+    t.scale = std::ldexp(hi / float((1 << (bits - 1)) - 1), -4);
+    t.zero = std::min((1 << (bits - 1)) - 1, int(std::nearbyint(0.17f / t.scale)));
+    std::vector<float> ws(size_t(N), 0.f);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) ws[size_t(n)] = std::max(ws[size_t(n)], std::abs(w.f32()[n * K + k]) / 127.f);
+    nn::DenseLinear d(w, b);
+    auto q = nn::QuantLinear::from_dense(d, Tensor::from({N}, ws), 8, {bits, false, t.scale, t.zero, t.m});
+    EXPECT_EQ(q->kind(), "w8a" + std::to_string(bits) + "t4");
+    nn::set_exec_mode(nn::ExecMode::integer);
+    Tensor yi = q->forward(x);
+    nn::set_exec_mode(nn::ExecMode::simulated);
+    Tensor ys = q->forward(x);
+    EXPECT_EQ(test::max_abs_diff(yi, ys), 0.f) << bits;
+    Tensor wd = q->dequantized_weight();
+    float err = 0, scale = 0;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double r = b.f32()[n];
+        for (int64_t k = 0; k < K; ++k) r += double(kernels::twin_fake(xs[size_t(m * K + k)], t)) * wd.f32()[n * K + k];
+        err = std::max(err, std::abs(float(r) - yi.f32()[m * N + n]));
+        scale = std::max(scale, std::abs(float(r)));
+      }
+    EXPECT_LT(err, 1e-5f * scale + 1e-6f) << bits;
+  }
+}
+
+// OPT-m's search never does worse than the uniform quantizer and, on heavy-tailed post-GELU
+// inputs at 4 bits, finds a twin ratio that is clearly better.
+TEST(OptM, SearchBeatsUniformOnGeluInputs) {
+  const int64_t rows = 200, K = 64, N = 16;
+  std::vector<float> x = gelu_like(rows * K, 3);
+  Tensor w = test::random_tensor({N, K}, 4, 0.2f);
+  const float lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+  quant::QParams u;
+  u.bits = 4;
+  u.symmetric = false;
+  u.scale.resize(1);
+  u.zero.resize(1);
+  quant::range_to_qparams(lo, hi, 4, false, u.scale[0], u.zero[0]);
+  auto c = quant::search_twin(x.data(), rows, lo, hi, w.f32(), w.f32(), N, K, 4, 127, u);
+  EXPECT_GT(c.m, 0);
+  EXPECT_LT(c.error, 0.5 * c.error_uniform);
+  EXPECT_TRUE(kernels::twin_fits_int32(c.twin, K, 127));
+}
+
+// RepQ: the float function is unchanged, and per-tensor quantisation of the reparameterised
+// LayerNorm output reproduces the per-channel quantisation of the original one.
+TEST(Repq, FoldKeepsLogitsAndMakesPerChannelCodesPerTensor) {
+  test::TempDir tmp;
+  models::ViT m = models::load_model(test::write_tiny_model(tmp));
+  for (auto& b : m.blocks) {
+    b.norm1.bias.f32()[3] += 2.f;
+    b.norm1.weight.f32()[7] *= 30.f;
+  }
+  Tensor img = test::random_tensor({4, 3, 16, 16}, 3);
+  Tensor before = m.forward(img);
+  auto inputs_of = [&](const std::string& name) {
+    quant::InputStats st;
+    compress::Capture cap(m, [&](const compress::Captured& c) { st.observe(c.x, c.rows, c.in, 1000); },
+                          [&](const std::string& n) { return n == name; });
+    m.forward(img);
+    return st;
+  };
+  quant::InputStats st = inputs_of("blocks.0.attn.qkv");
+  auto r = quant::repq_norm_linear(m.blocks[0].norm1, m.blocks[0].attn.qkv, st, 8);
+  EXPECT_GT(r.scale_spread, 5.0);
+  Tensor after = m.forward(img);
+  float scale = 0;
+  for (int64_t i = 0; i < before.numel(); ++i) scale = std::max(scale, std::abs(before.f32()[i]));
+  EXPECT_LT(test::max_abs_diff(before, after), 1e-4f * scale + 1e-5f);
+  quant::InputStats st2 = inputs_of("blocks.0.attn.qkv");
+  const int64_t K = int64_t(st.lo.size());
+  int64_t same = 0, total = 0;
+  for (int64_t j = 0; j < K; ++j) {
+    float sj;
+    int32_t zj;
+    quant::range_to_qparams(st.lo[size_t(j)], st.hi[size_t(j)], 8, false, sj, zj);
+    for (int64_t r0 = 0; r0 < st.sample_rows; ++r0) {
+      const int32_t a = std::clamp(int32_t(std::nearbyint(st.sample[size_t(r0 * K + j)] / sj)) + zj, 0, 255);
+      const int32_t b =
+          std::clamp(int32_t(std::nearbyint(st2.sample[size_t(r0 * K + j)] / r.tensor_scale)) + r.tensor_zero, 0, 255);
+      same += std::abs(a - b) == 0;
+      ++total;
+    }
+  }
+  EXPECT_GT(double(same) / double(total), 0.995);  // float rounding may move a value at a tie
+}
+
+// The greedy allocation on a synthetic additive loss: it stops at the target, lowers the cheap
+// layers first, and re-measures only what changed (plus bounded refreshes).
+TEST(MixedPrecision, GreedyFollowsLossPerBitAndStopsAtTarget) {
+  const std::vector<int64_t> weights{100, 100, 200, 50};
+  const std::vector<double> sens{1.0, 8.0, 0.5, 30.0};  // loss per (bit below 8)^2 per weight
+  std::vector<int> bits(4, 8);
+  auto loss_of = [&](const std::vector<int>& b) {
+    double l = 0;
+    for (size_t i = 0; i < b.size(); ++i) l += sens[i] * double(weights[i]) * (8 - b[i]) * (8 - b[i]);
+    return l;
+  };
+  int64_t calls = 0;
+  auto loss_with = [&](size_t l, int b) {
+    ++calls;
+    auto t = bits;
+    t[l] = b;
+    return loss_of(t);
+  };
+  auto set = [&](size_t l, int b) { bits[l] = b; };
+  auto r = quant::greedy_mixed_precision(weights, {8, 4, 6, 5}, 6.0, loss_of(bits), loss_with, set);
+  EXPECT_TRUE(r.reached);
+  EXPECT_LE(r.avg_bits, 6.0);
+  EXPECT_EQ(r.bits, bits);
+  EXPECT_EQ(calls, r.measurements);
+  EXPECT_LE(r.measurements, int64_t(4 + r.steps.size() * (1 + quant::kMaxRefresh)));
+  EXPECT_DOUBLE_EQ(r.loss, loss_of(bits));
+  EXPECT_EQ(bits[3], 8);  // the most sensitive small layer is never touched
+  EXPECT_LE(bits[2], 5);  // the least sensitive large one goes first and furthest
+  EXPECT_EQ(r.steps.front().layer, 2u);
+  // Unreachable target: everything ends at the lowest candidate.
+  bits.assign(4, 8);
+  auto r2 = quant::greedy_mixed_precision(weights, {8, 6}, 3.0, loss_of(bits), loss_with, set);
+  EXPECT_FALSE(r2.reached);
+  EXPECT_EQ(bits, std::vector<int>(4, 6));
+}
+
+// End to end on a tiny model: OPT-m + RepQ + mixed precision quantise, report the bits of every
+// layer, save and load to the same logits, and run integer == simulated.
+TEST(PtqMethods, TinyModelMixedOptMRepqSavesLoadsAndRunsExactly) {
+  ExecGuard guard;
+  test::TempDir tmp;
+  models::ViT m = models::load_model(test::write_tiny_model(tmp));
+  auto images = test::random_images(tmp, 6);
+  quant::PtqSettings s;
+  s.wbits = s.abits = 6;
+  s.opt_m = true;
+  s.repq = true;
+  s.avg_bits = 5.0;
+  s.mp_images = 4;
+  s.act_observer = quant::Observer::percentile;
+  auto section = quant::quantize_model(m, s, images, false);
+  const auto& mp = section.at("mixed_precision");
+  EXPECT_LE(mp.at("avg_bits").get<double>(), 5.0);
+  EXPECT_EQ(mp.at("bits").size(), 8u);  // 2 blocks x (qkv, proj, fc1, fc2)
+  for (auto& [name, b] : mp.at("bits").items()) {
+    EXPECT_EQ(section["layers"][name]["wbits"].get<int>(), b.get<int>()) << name;
+    EXPECT_EQ(section["layers"][name]["abits"].get<int>(), b.get<int>()) << name;
+  }
+  EXPECT_TRUE(section["layers"]["blocks.0.mlp.fc2"].contains("opt_m"));
+  EXPECT_TRUE(section["repq"].is_object());
+  models::save_model(tmp / "q", m, {{"quantization", section}});
+  models::ViT back = models::load_model(tmp / "q");
+  Tensor x = load_batch(images, m.cfg.pre);
+  Tensor y = m.forward(x), yb = back.forward(x);
+  EXPECT_EQ(test::max_abs_diff(y, yb), 0.f);
+  for (auto& [name, l] : back.linears()) {  // twin-uniform layers say so in their kind, "w5a5t3"
+    const auto& info = section["layers"][name];
+    const int tm = info.value("twin_m", 0);
+    EXPECT_EQ((*l)->kind(), "w" + std::to_string(info["wbits"].get<int>()) + "a" + std::to_string(info["abits"].get<int>()) +
+                                (tm > 0 ? "t" + std::to_string(tm) : "")) << name;
+  }
+  nn::set_exec_mode(nn::ExecMode::simulated);
+  EXPECT_EQ(test::max_abs_diff(y, back.forward(x)), 0.f);
+  s.smoothquant = true;  // SQ-b and RepQ fold into the same LayerNorm
+  models::ViT m2 = models::load_model(test::write_tiny_model(tmp, "tiny2"));
+  EXPECT_THROW(quant::quantize_model(m2, s, images, false), Error);
+}
