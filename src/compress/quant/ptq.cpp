@@ -199,7 +199,8 @@ nlohmann::json smooth_quant(models::ViT& model, const PtqSettings& s, const std:
 }  // namespace
 
 nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
-                              const std::vector<std::string>& calib_images, bool progress) {
+                              const std::vector<std::string>& calib_images, bool progress,
+                              FloatLayers* replaced) {
   check_bits(s.wbits);
   check_bits(s.abits);
   check_bits(s.edge_bits);
@@ -287,6 +288,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       act.zero = aq.zero[0];
     }
     *slot = nn::QuantLinear::from_dense(*dense, Tensor::from({w.dim(0)}, wq.scale), wb, act);
+    if (replaced) (*replaced)[name] = std::move(dense_owner);
     per_layer[name] = {{"wbits", wb}, {"abits", ab}, {"dynamic", dyn}};
   }
 
