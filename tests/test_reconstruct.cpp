@@ -51,10 +51,11 @@ double mse(const Tensor& a, const Tensor& b) {
 struct Quantised {
   models::ViT model;
   quant::FloatLayers replaced;
+  nlohmann::json section;
 };
 Quantised quantise(const models::ViT& fp, const quant::PtqSettings& s, const std::vector<std::string>& images) {
-  Quantised q{models::ViT::from_state_dict(fp.cfg, fp.state_dict(), "copy"), {}};
-  quant::quantize_model(q.model, s, images, false, &q.replaced);
+  Quantised q{models::ViT::from_state_dict(fp.cfg, fp.state_dict(), "copy"), {}, {}};
+  q.section = quant::quantize_model(q.model, s, images, false, &q.replaced);
   return q;
 }
 
@@ -83,7 +84,7 @@ TEST(Reconstruct, LowersBlockErrorReloadsDeterministic) {
 
     // Reload: the saved folder runs the same integer model.
     const std::string dir = tmp / ("recon_" + quant::prob_quantizer_name(probs));
-    models::save_model(dir, q.model, {{"reconstruction", section}});
+    models::save_model(dir, q.model, {{"quantization", q.section}, {"reconstruction", section}});
     models::ViT back = models::load_model(dir);
     Tensor x = load_batch(images, fp.cfg.pre);
     Tensor a = q.model.forward(x), b = back.forward(x);
@@ -105,16 +106,16 @@ TEST(Reconstruct, LowersBlockErrorReloadsDeterministic) {
 TEST(Reconstruct, CommandWritesLoadableFolder) {
   test::TempDir tmp;
   auto images = test::random_pngs(tmp, 8);
-  std::ofstream(tmp / "calib.txt") << "img0.png\nimg1.png\nimg2.png\nimg3.png\nimg4.png\nimg5.png\nimg6.png\nimg7.png\n";
   models::save_model(tmp / "fp", test::tiny_vit(5));
-  const std::string base = test::cli() + " quantize " + tmp / "fp" + " --wbits 4 --abits 4 --calib " + tmp.path.string() +
-                           " --split " + tmp / "calib.txt";
+  const std::string base = test::cli() + " quantize " + tmp / "fp" + " --wbits 4 --abits 4 --calib " + tmp.path.string();
   int st = 0;
   std::string out = test::run_output(base + " --reconstruct --recon-iters 5 --recon-batch 4 --out " + tmp / "r", &st);
   ASSERT_EQ(st, 0) << out;
   EXPECT_NE(out.find("block reconstruction: 2 blocks x 5 steps"), std::string::npos) << out;
   models::ViT m = models::load_model(tmp / "r");
   EXPECT_EQ(m.blocks[1].mlp.fc2->kind(), "w4a4");
+  out = test::run_output(test::cli() + " info " + tmp / "r", &st);
+  EXPECT_NE(out.find("blocks.1   output MSE"), std::string::npos) << out;
   out = test::run_output(base + " --dynamic --reconstruct --out " + tmp / "d", &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("--reconstruct needs static quantisation"), std::string::npos) << out;

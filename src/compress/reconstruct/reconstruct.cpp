@@ -161,7 +161,7 @@ nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_l
     xf = std::move(target);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {{"method", "block reconstruction (AdaRound + LSQ, QDrop inputs)"}, {"settings", s.to_json()},
+  return {{"method", "AdaRound + LSQ, QDrop inputs"}, {"settings", s.to_json()},
           {"calibration_images", int64_t(images.size())}, {"blocks", blocks}, {"seconds", secs}};
 }
 
