@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fmt/format.h>
 
 #include "core/error.h"
@@ -84,7 +85,14 @@ nn::Block learn_block(const nn::Block& qblk, const std::string& prefix, const qu
       if (lin->quantised()) lin->learn_rounding(float_weight(float_layers, prefix + name));
   if (s.learn_scales) tb.learn_scales();
   tb.learned(rounding, scales);
-  train::AdamW opt_round(rounding, {0.9, 0.999, 1e-8, 0.0}), opt_scale(scales, {0.9, 0.999, 1e-8, 0.0});
+  // Step sizes are learned in the log domain (relative steps, always positive): Adam updates
+  // log s from the gradient g * s; s = exp(log s) after each step.
+  std::vector<train::Param> log_scales;
+  for (train::Param* p : scales)
+    log_scales.push_back(train::make_param(p->name, Tensor::from({1}, {std::log(p->value.f32()[0])}), false));
+  std::vector<train::Param*> log_ptrs;
+  for (auto& p : log_scales) log_ptrs.push_back(&p);
+  train::AdamW opt_round(rounding, {0.9, 0.999, 1e-8, 0.0}), opt_scale(log_ptrs, {0.9, 0.999, 1e-8, 0.0});
 
   const int64_t C = xq.dim(1), n = xq.dim(0) / T, B = std::min(s.batch, n);
   Progress bar(prefix, s.iters);
@@ -116,9 +124,10 @@ nn::Block learn_block(const nn::Block& qblk, const std::string& prefix, const qu
     if (double(step) >= s.warmup * double(s.iters))
       for (train::Param* p : rounding)
         loss += s.reg_weight * train::adaround_regularizer(p->value.f32(), p->grad.f32(), p->value.numel(), beta, s.reg_weight);
-    opt_round.step(s.lr_rounding);
+    if (!rounding.empty()) opt_round.step(s.lr_rounding);
+    for (size_t i = 0; i < scales.size(); ++i) log_scales[i].grad.f32()[0] = scales[i]->grad.f32()[0] * scales[i]->value.f32()[0];
     opt_scale.step(s.lr_scale);
-    for (train::Param* p : scales) p->value.f32()[0] = std::max(p->value.f32()[0], 1e-8f);
+    for (size_t i = 0; i < scales.size(); ++i) scales[i]->value.f32()[0] = std::exp(log_scales[i].value.f32()[0]);
     if (step == 0) res.loss_first = loss;
     res.loss_last = loss;
     if (s.progress) bar.update(step + 1, fmt::format("loss {:.4f} beta {:.1f}", loss, beta));

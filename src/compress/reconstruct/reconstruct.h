@@ -25,10 +25,10 @@
 namespace vs::compress {
 
 struct ReconstructSettings {
-  int64_t iters = 200;        // optimisation steps per block
+  int64_t iters = 100;        // optimisation steps per block
   int64_t batch = 16;         // images per step
-  double lr_rounding = 1e-3;  // Adam, AdaRound logits
-  double lr_scale = 4e-5;     // Adam, LSQ step sizes
+  double lr_rounding = 1e-2;  // Adam, AdaRound logits (BRECQ: 1e-3 over 20k steps; here few steps)
+  double lr_scale = 5e-3;     // Adam on log(step size): relative change per step
   double reg_weight = 0.01;   // AdaRound regulariser weight
   float beta_start = 20.f, beta_end = 2.f;
   double warmup = 0.2;        // fraction of steps without the regulariser
