@@ -90,7 +90,7 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--recon-batch", a->recon.batch, "reconstruction: images per step")->check(CLI::Range(1, 1024));
   cmd->add_option("--recon-lr", a->recon.lr_rounding, "reconstruction: Adam learning rate of the rounding logits")
       ->check(CLI::Range(1e-8, 10.0));
-  cmd->add_option("--recon-scale-lr", a->recon.lr_scale, "reconstruction: Adam learning rate of the step sizes (0 = keep the calibrated ones)")
+  cmd->add_option("--recon-scale-lr", a->recon.lr_scale, "reconstruction: Adam learning rate of the log step sizes, i.e. their relative change per\nstep (0 = keep the calibrated step sizes)")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--recon-reg", a->recon.reg_weight, "reconstruction: weight of AdaRound's rounding regulariser")
       ->check(CLI::Range(0.0, 1e6));

@@ -69,7 +69,7 @@ const Tensor& float_weight(const quant::FloatLayers& layers, const std::string& 
   return d->weight();
 }
 
-struct BlockResult {
+struct BlockResult {  // the reconstruction MSE of the first and the last step's batch (QDrop inputs)
   double loss_first = 0, loss_last = 0;
 };
 
@@ -121,16 +121,17 @@ nn::Block learn_block(const nn::Block& qblk, const std::string& prefix, const qu
     loss /= double(B * T);
     tb.backward(dy);
     const float beta = beta_at(s, step);
+    double reg = 0;
     if (double(step) >= s.warmup * double(s.iters))
       for (train::Param* p : rounding)
-        loss += s.reg_weight * train::adaround_regularizer(p->value.f32(), p->grad.f32(), p->value.numel(), beta, s.reg_weight);
+        reg += s.reg_weight * train::adaround_regularizer(p->value.f32(), p->grad.f32(), p->value.numel(), beta, s.reg_weight);
     if (!rounding.empty()) opt_round.step(s.lr_rounding);
     for (size_t i = 0; i < scales.size(); ++i) log_scales[i].grad.f32()[0] = scales[i]->grad.f32()[0] * scales[i]->value.f32()[0];
     opt_scale.step(s.lr_scale);
     for (size_t i = 0; i < scales.size(); ++i) scales[i]->value.f32()[0] = std::exp(log_scales[i].value.f32()[0]);
     if (step == 0) res.loss_first = loss;
     res.loss_last = loss;
-    if (s.progress) bar.update(step + 1, fmt::format("loss {:.4f} beta {:.1f}", loss, beta));
+    if (s.progress) bar.update(step + 1, fmt::format("mse {:.4g} reg {:.4g} beta {:.1f}", loss, reg, beta));
   }
   bar.finish();
   return tb.to_block();
@@ -163,7 +164,7 @@ nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_l
     run_block(quant.blocks[b], xq, T);  // the next block's input: this block as it will run
     const double mse_after = token_mse(xq, target);
     blocks.push_back({{"block", prefix}, {"output_mse_before", mse_before}, {"output_mse_after", mse_after},
-                      {"loss_first", r.loss_first}, {"loss_last", r.loss_last}});
+                      {"batch_mse_first_step", r.loss_first}, {"batch_mse_last_step", r.loss_last}});
     if (s.progress)
       fmt::print(stderr, "{}: output MSE {:.4g} -> {:.4g} (calibration images, integer path)\n", prefix, mse_before,
                  mse_after);
