@@ -5,7 +5,6 @@
 
 #include "compress/distill/distill.h"
 #include "core/error.h"
-#include "io/image.h"
 #include "models/load.h"
 #include "nn/quant_linear.h"
 #include "train/loss.h"
@@ -73,7 +72,7 @@ TEST(Optim, AdamWFirstStep) {
 // W4A8 student (latent weights through the straight-through quantiser), and the output loads.
 TEST(Distill, LowersLossFloatAndQuantised) {
   test::TempDir tmp;
-  auto images = random_images(tmp, 8);
+  auto images = test::random_pngs(tmp, 8);
   auto teacher = test::tiny_vit(3);
   for (bool quant : {false, true}) {
     auto student = test::tiny_vit(4);  // a different random model: far from the teacher
@@ -102,7 +101,7 @@ TEST(Distill, LowersLossFloatAndQuantised) {
 // An interrupted run resumed from its checkpoint ends with bit-identical weights.
 TEST(Distill, ResumeIsBitIdentical) {
   test::TempDir tmp;
-  auto images = random_images(tmp, 6);
+  auto images = test::random_pngs(tmp, 6);
   auto teacher = test::tiny_vit(3), student = test::tiny_vit(4);
   for (float fw : {0.f, 0.5f}) {
     auto s = small_settings();
@@ -127,7 +126,7 @@ TEST(Distill, ResumeIsBitIdentical) {
 // The command: writes a model folder that loads; a missing checkpoint is a one-line error.
 TEST(Distill, Command) {
   test::TempDir tmp;
-  random_images(tmp, 4);
+  test::random_pngs(tmp, 4);
   std::string model = tmp / "m", out = tmp / "out";
   models::save_model(model, test::tiny_vit(5));
   std::string base = test::cli() + " distill " + model + " --teacher " + model + " --data " + tmp.path.string() +

@@ -1,7 +1,10 @@
 // Tiny random ViTs for the training tests (built in C++, no Python needed).
 #pragma once
+#include <random>
 #include <string>
+#include <vector>
 
+#include "io/image.h"
 #include "models/vit.h"
 #include "test_util.h"
 
@@ -65,6 +68,22 @@ inline models::ViT tiny_vit(unsigned seed, bool distilled = false, bool avg_pool
     sd["head_dist.bias"] = rnd({10}, 0.1f);
   }
   return models::ViT::from_state_dict(cfg, sd, "tiny_vit");
+}
+
+// n random PNGs of about 20 x 18 pixels in `dir` (training / calibration images).
+inline std::vector<std::string> random_pngs(const TempDir& dir, int n) {
+  std::vector<std::string> out;
+  std::mt19937 rng(7);
+  for (int i = 0; i < n; ++i) {
+    Image im;
+    im.width = 20 + i % 5;
+    im.height = 18 + i % 3;
+    im.pixels.resize(size_t(im.width) * im.height * 3);
+    for (auto& p : im.pixels) p = uint8_t(rng() % 256);
+    out.push_back(dir / ("img" + std::to_string(i) + ".png"));
+    save_png(out.back(), im);
+  }
+  return out;
 }
 
 }  // namespace vs::test

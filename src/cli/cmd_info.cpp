@@ -1,4 +1,7 @@
+#include <filesystem>
 #include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -29,6 +32,21 @@ static void print_sam_info(const std::string& path) {
     fmt::print("{:<64} {:<8} {:>6} {:>6} {:>10} {:>12}\n", name, l.kind(), l.in_features(), l.out_features(),
                l.num_params(), l.bytes());
   }
+}
+
+// What `quantize --reconstruct` recorded in config.json (nothing for other models).
+static void print_reconstruction(const std::string& path) {
+  const auto file = std::filesystem::path(path) / "config.json";
+  if (!std::filesystem::is_regular_file(file)) return;
+  const auto cfg = nlohmann::json::parse(std::ifstream(file), nullptr, false);
+  if (cfg.is_discarded() || !cfg.contains("reconstruction")) return;
+  const auto& r = cfg["reconstruction"];
+  fmt::print("\nblock reconstruction ({}): {} steps x {} images per block, {} calibration images\n",
+             r["method"].get<std::string>(), r["settings"]["iters"].get<int64_t>(), r["settings"]["batch"].get<int64_t>(),
+             r["calibration_images"].get<int64_t>());
+  for (auto& b : r["blocks"])
+    fmt::print("  {:<10} output MSE {:.4g} -> {:.4g}\n", b["block"].get<std::string>(),
+               b["output_mse_before"].get<double>(), b["output_mse_after"].get<double>());
 }
 
 void add_info(CLI::App& app) {
@@ -74,6 +92,7 @@ void add_info(CLI::App& app) {
                    bits(q.k_bits), bits(q.v_bits), bits(q.p_bits));
       }
     }
+    print_reconstruction(a.path);
     bool header = false;  // low-rank layers: listed above as their two factors X.down, X.up
     for (auto& [name, layer] : m.linears(false))
       if (auto* lr = dynamic_cast<const nn::LowRankLinear*>(layer->get())) {

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "compress/quant/ptq.h"
+#include "compress/reconstruct/reconstruct.h"
 #include "core/error.h"
 #include "io/dataset.h"
 #include "kernels/gemm_int8.h"
@@ -35,10 +36,11 @@ void add_quantize(CLI::App& app) {
       "--attn-bits 16, --prob-bits 16.");
   struct Args : ModelArgs {
     int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
-    bool dynamic = false, big = false, sqb = false, repq = false, optm = false;
+    bool dynamic = false, big = false, sqb = false, repq = false, optm = false, reconstruct = false;
     double avg_bits = 0;
     std::vector<int> mp_bits{4, 5, 6, 8};
     int mp_images = 16;
+    compress::ReconstructSettings recon;
     std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
     std::vector<std::string> keep_float, dynamic_for;
@@ -100,6 +102,24 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style)");
   cmd->add_option("--split", a->split, "file listing the calibration images (e.g. calib.txt)");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
+  cmd->add_flag("--reconstruct", a->reconstruct,
+                "after calibration, PTQ block reconstruction (BRECQ / QDrop): block by block, learn the\n"
+                "weight rounding (AdaRound) and every static step size (LSQ: Linear inputs, q, k, v,\n"
+                "uniform probabilities) so that the quantised block, fed by the quantised blocks before it,\n"
+                "reproduces the FP32 block's output on the calibration images (static mode only)");
+  cmd->add_option("--recon-iters", a->recon.iters, "reconstruction: optimisation steps per block")->check(CLI::Range(1, 100000));
+  cmd->add_option("--recon-batch", a->recon.batch, "reconstruction: images per step")->check(CLI::Range(1, 1024));
+  cmd->add_option("--recon-lr", a->recon.lr_rounding, "reconstruction: Adam learning rate of the rounding logits")
+      ->check(CLI::Range(1e-8, 10.0));
+  cmd->add_option("--recon-scale-lr", a->recon.lr_scale, "reconstruction: Adam learning rate of the log step sizes, i.e. their relative change per\nstep (0 = keep the calibrated step sizes)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--recon-reg", a->recon.reg_weight, "reconstruction: weight of AdaRound's rounding regulariser")
+      ->check(CLI::Range(0.0, 1e6));
+  cmd->add_option("--recon-drop", a->recon.drop_prob,
+                  "reconstruction: QDrop probability of taking a block-input element from the FP32 input\n"
+                  "while learning (0 = quantised inputs only); evaluation always uses quantised inputs")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--recon-seed", a->recon.seed, "reconstruction: seed of the batch and QDrop draws");
   cmd->add_option("--out", a->out, "output model folder")->required();
   cmd->callback([a] {
     a->dynamic = a->dynamic || a->method == "dynamic";
@@ -134,8 +154,15 @@ void add_quantize(CLI::App& app) {
       fmt::print(stderr, "note: this CPU has no VNNI; layers with 8-bit activations get 7-bit weight codes so "
                          "the int8 GEMM is exact (see `vitshrink info` for the bits of every layer)\n");
     int64_t before = m.param_bytes();
-    auto section = quant::quantize_model(m, s, calib);
-    models::save_model(a->out, m, {{"quantization", section}});
+    check(!a->reconstruct || !a->dynamic, "--reconstruct needs static quantisation (not --dynamic)");
+    quant::FloatLayers replaced;
+    auto section = quant::quantize_model(m, s, calib, true, a->reconstruct ? &replaced : nullptr);
+    nlohmann::json extra = {{"quantization", section}};
+    if (a->reconstruct) {
+      a->recon.learn_scales = a->recon.lr_scale > 0;
+      extra["reconstruction"] = compress::reconstruct(m, replaced, open_model(*a), calib, a->recon);
+    }
+    models::save_model(a->out, m, extra);
     fmt::print("quantized {} -> {}: W{}A{}{} ({} layers), {} -> {} of parameters\n", a->path, a->out,
                a->wbits, a->abits, a->dynamic ? " dynamic" : "", section["layers"].size(),
                human_bytes(before), human_bytes(m.param_bytes()));
@@ -178,6 +205,12 @@ void add_quantize(CLI::App& app) {
                  s.prob_bits);
       for (auto& [name, at] : section["attention"].items()) fmt::print(" {}", at["p_tau"].get<int>());
       fmt::print("\n");
+    }
+    if (a->reconstruct) {
+      const auto& r = extra["reconstruction"];
+      fmt::print("block reconstruction: {} blocks x {} steps in {:.0f} s; output MSE of the last block {:.4g} -> {:.4g}\n",
+                 r["blocks"].size(), a->recon.iters, r["seconds"].get<double>(),
+                 r["blocks"].back()["output_mse_before"].get<double>(), r["blocks"].back()["output_mse_after"].get<double>());
     }
     fmt::print("integer points: inputs and weights of every Linear ({}-bit patch_embed/head){}; float: {}\n",
                a->edge_bits, describe_attention(section), fmt::join(section["float_points"].get<std::vector<std::string>>(), ", "));

@@ -86,7 +86,7 @@ Tensor patchify(const Tensor& img, int64_t P) {
   return out;
 }
 
-Tensor ViT::forward(const Tensor& images) const {
+Tensor ViT::embed(const Tensor& images) const {
   check(images.ndim() == 4 && images.dim(1) == cfg.in_chans && images.dim(2) == cfg.img_size &&
             images.dim(3) == cfg.img_size,
         "ViT: input shape " + shape_str(images.shape()) + " does not match the model (expected [B, " +
@@ -111,6 +111,14 @@ Tensor ViT::forward(const Tensor& images) const {
       float* dst = xp + (b * T + t) * C;
       for (int64_t c = 0; c < C; ++c) dst[c] = src[c] + pos[t * C + c];
     }
+  return x;
+}
+
+Tensor ViT::forward(const Tensor& images) const {
+  const int64_t B = images.dim(0), C = cfg.embed_dim, T = cfg.num_tokens(),
+                Np = cfg.num_patches(), pre = cfg.num_prefix_tokens();
+  Tensor x = embed(images);
+  float* xp = x.f32();
 
   for (auto& blk : blocks) blk.forward(xp, B, T);
 

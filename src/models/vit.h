@@ -62,6 +62,9 @@ class ViT {
 
   // images: [B, in_chans, img_size, img_size], preprocessed. Returns logits [B, num_classes].
   Tensor forward(const Tensor& images) const;
+  // The first block's input: patch embedding, class / distillation tokens, position embedding
+  // ([B * num_tokens, embed_dim]); forward() starts with it.
+  Tensor embed(const Tensor& images) const;
 
   int64_t num_params() const;
   int64_t param_bytes() const;

@@ -8,6 +8,7 @@
 #include "kernels/fastmath.h"
 #include "kernels/gemm.h"
 #include "kernels/quantize_act.h"
+#include "train/learned_quant.h"
 #include "train/ops.h"
 
 namespace vs::train {
@@ -47,11 +48,13 @@ Tensor TrainLinear::forward(const Tensor& x) {
     const int32_t lim = (1 << (wbits_ - 1)) - 1;
     wq_ = Tensor::empty({N, K});
     wmask_ = Tensor::empty({N, K});
+    const bool ada = alpha_.value.defined();
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float s = wscale_.f32()[n], inv = 1.f / s;
       for (int64_t k = 0; k < K; ++k) {
-        const float q = std::nearbyint(w[n * K + k] * inv);
+        const float q = ada ? wfloor_.f32()[n * K + k] + rect_sigmoid(alpha_.value.f32()[n * K + k])
+                            : std::nearbyint(w[n * K + k] * inv);
         const float c = std::clamp(q, float(-lim), float(lim));
         wq_.f32()[n * K + k] = c * s;
         wmask_.f32()[n * K + k] = q == c ? 1.f : 0.f;
@@ -71,7 +74,9 @@ Tensor TrainLinear::forward(const Tensor& x) {
       xmask_ = Tensor();
     } else {
       xmask_ = Tensor::empty({M, K});
-      fake_quantize_u8(x.f32(), xq.f32(), xmask_.f32(), M * K, act_.scale, act_.zero, act_.bits);
+      const float scale = ascale_.value.defined() ? ascale_.value.f32()[0] : act_.scale;
+      fake_quantize_u8(x.f32(), xq.f32(), xmask_.f32(), M * K, scale, act_.zero, act_.bits);
+      if (ascale_.value.defined()) xraw_ = x;
     }
     x_ = xq;
   } else {
@@ -84,22 +89,71 @@ Tensor TrainLinear::forward(const Tensor& x) {
 
 Tensor TrainLinear::backward(const Tensor& dy, bool need_dx) {
   const int64_t M = dy.numel() / out_features(), N = out_features(), K = in_features();
-  Tensor dx = need_dx ? Tensor::empty({M, K}) : Tensor();
-  linear_backward(x_.f32(), quant_ ? wq_.f32() : w_.value.f32(), dy.f32(), need_dx ? dx.f32() : nullptr,
+  const bool lsq = xraw_.defined();
+  Tensor dx = need_dx || lsq ? Tensor::empty({M, K}) : Tensor();
+  linear_backward(x_.f32(), quant_ ? wq_.f32() : w_.value.f32(), dy.f32(), dx.defined() ? dx.f32() : nullptr,
                   w_.grad.f32(), b_.value.defined() ? b_.grad.f32() : nullptr, M, N, K);
   if (quant_) {
     for (int64_t i = 0; i < N * K; ++i) w_.grad.f32()[i] *= wmask_.f32()[i];
-    if (need_dx && xmask_.defined())
+    if (alpha_.value.defined())  // d wq / d alpha = s * h'(alpha) where not clamped
+#pragma omp parallel for schedule(static)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k)
+          alpha_.grad.f32()[n * K + k] =
+              w_.grad.f32()[n * K + k] * wscale_.f32()[n] * rect_sigmoid_grad(alpha_.value.f32()[n * K + k]);
+    if (lsq)
+      ascale_.grad.f32()[0] = float(lsq_scale_grad(xraw_.f32(), dx.f32(), M * K, ascale_.value.f32()[0], act_.zero, act_.bits));
+    if (dx.defined() && xmask_.defined())
       for (int64_t i = 0; i < M * K; ++i) dx.f32()[i] *= xmask_.f32()[i];
   }
-  x_ = wq_ = wmask_ = xmask_ = Tensor();
-  return dx;
+  x_ = wq_ = wmask_ = xmask_ = xraw_ = Tensor();
+  return need_dx ? dx : Tensor();
+}
+
+void TrainLinear::learn_rounding(const Tensor& float_weight) {
+  check(quant_, w_.name + ": only quantised layers have a rounding to learn");
+  check(float_weight.shape() == w_.value.shape(), w_.name + ": float weights of the wrong shape for rounding");
+  const int64_t N = out_features(), K = in_features();
+  w_.value = float_weight.clone();
+  wfloor_ = Tensor::empty({N, K});
+  alpha_ = make_param(w_.name + ".adaround", Tensor::empty({N, K}), false);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      const float r = float_weight.f32()[n * K + k] / wscale_.f32()[n], f = std::floor(r);
+      wfloor_.f32()[n * K + k] = f;
+      alpha_.value.f32()[n * K + k] = rect_sigmoid_inverse(r - f);
+    }
+}
+
+bool TrainLinear::learn_act_scale() {
+  check(quant_, w_.name + ": only quantised layers have an input quantiser to learn");
+  if (act_.dynamic) return false;
+  ascale_ = make_param(w_.name + ".input_scale", Tensor::from({1}, {act_.scale}), false);
+  return true;
+}
+
+void TrainLinear::learned(std::vector<Param*>& rounding, std::vector<Param*>& scales) {
+  if (alpha_.value.defined()) rounding.push_back(&alpha_);
+  if (ascale_.value.defined()) scales.push_back(&ascale_);
+}
+
+Tensor TrainLinear::codes() const {
+  const int64_t N = out_features(), K = in_features();
+  const int32_t lim = (1 << (wbits_ - 1)) - 1;
+  Tensor c({N, K}, DType::i8);
+  for (int64_t i = 0; i < N * K; ++i)
+    c.data<int8_t>()[i] = int8_t(std::clamp(int32_t(wfloor_.f32()[i]) + (alpha_.value.f32()[i] >= 0.f ? 1 : 0), -lim, lim));
+  return c;
 }
 
 std::unique_ptr<nn::Linear> TrainLinear::to_linear() const {
   nn::DenseLinear dense(w_.value.clone(), b_.value.defined() ? b_.value.clone() : Tensor());
   if (!quant_) return std::make_unique<nn::DenseLinear>(std::move(dense));
-  return nn::QuantLinear::from_dense(dense, wscale_, wbits_, act_);
+  nn::ActQuant act = act_;
+  if (ascale_.value.defined()) act.scale = ascale_.value.f32()[0];
+  if (alpha_.value.defined())  // hard AdaRound decision: up where h(alpha) >= 0.5
+    return std::make_unique<nn::QuantLinear>(codes(), wscale_.clone(), dense.bias(), wbits_, act);
+  return nn::QuantLinear::from_dense(dense, wscale_, wbits_, act);
 }
 
 void TrainLinear::collect(std::vector<Param*>& out) {
@@ -136,9 +190,7 @@ TrainBlock::TrainBlock(const nn::Block& blk, const std::string& p)
     : norm1(blk.norm1, p + ".norm1"), norm2(blk.norm2, p + ".norm2"),
       qkv(*blk.attn.qkv, p + ".attn.qkv"), proj(*blk.attn.proj, p + ".attn.proj"),
       fc1(*blk.mlp.fc1, p + ".mlp.fc1"), fc2(*blk.mlp.fc2, p + ".mlp.fc2"), heads(blk.attn.heads),
-      scale(blk.attn.scale), aq(blk.attn.quant) {
-  check(aq.p_bits >= 16 || aq.p_tau == 0,
-        p + ".attn: log2-quantised attention probabilities cannot be trained yet");
+      scale(blk.attn.scale), aq(blk.attn.quant), prefix(p) {
   if (blk.ls1.defined()) ls1 = make_param(p + ".ls1.gamma", blk.ls1, false);
   if (blk.ls2.defined()) ls2 = make_param(p + ".ls2.gamma", blk.ls2, false);
 }
@@ -208,14 +260,65 @@ static Tensor fake_quant_qkv(const Tensor& qkv, const kernels::HeadLayout& heads
   return out;
 }
 
+// LSQ gradients of the learned q, k, v step sizes: raw = the qkv output before quantisation,
+// dq = the gradient at the quantised values (before the straight-through mask).
+static void qkv_scale_grads(const Tensor& raw, const Tensor& dq, const kernels::HeadLayout& heads,
+                            const kernels::AttnQuant& aq, Param& qs, Param& ks, Param& vs) {
+  const int64_t W = heads.qkv_width(), rows = raw.numel() / W, qk = heads.qk_total(), vt = heads.v_total();
+  auto grad = [&](Param& p, int64_t off, int64_t cols, int bits, int32_t zero, bool sym) {
+    if (!p.value.defined()) return;
+    std::vector<float> x(size_t(rows * cols)), d(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        x[size_t(r * cols + c)] = raw.f32()[r * W + off + c];
+        d[size_t(r * cols + c)] = dq.f32()[r * W + off + c];
+      }
+    const float s = p.value.f32()[0];
+    p.grad.f32()[0] = float(sym ? lsq_scale_grad_sym(x.data(), d.data(), rows * cols, s, bits)
+                                : lsq_scale_grad(x.data(), d.data(), rows * cols, s, zero, bits));
+  };
+  grad(qs, 0, qk, aq.q_bits, aq.q_zero, false);
+  grad(ks, qk, qk, aq.k_bits, aq.k_zero, false);
+  grad(vs, 2 * qk, vt, aq.v_bits, 0, true);
+}
+
+kernels::AttnQuant TrainBlock::attention_quant() const {
+  kernels::AttnQuant a = aq;
+  for (auto [p, dst] : {std::pair{&q_scale, &a.q_scale}, {&k_scale, &a.k_scale}, {&v_scale, &a.v_scale},
+                        {&p_scale, &a.p_scale}})
+    if (p->value.defined()) *dst = p->value.f32()[0];
+  return a;
+}
+
+void TrainBlock::learn_scales() {
+  for (TrainLinear* l : {&qkv, &proj, &fc1, &fc2})
+    if (l->quantised()) l->learn_act_scale();
+  const std::string p = prefix + ".attn";
+  auto make = [&](Param& dst, bool on, const char* what, float v) {
+    if (on) dst = make_param(p + "." + what, Tensor::from({1}, {v}), false);
+  };
+  make(q_scale, aq.q_bits < 16, "q_scale", aq.q_scale);
+  make(k_scale, aq.k_bits < 16, "k_scale", aq.k_scale);
+  make(v_scale, aq.v_bits < 16, "v_scale", aq.v_scale);
+  make(p_scale, aq.p_bits < 16 && aq.p_tau == 0, "p_scale", aq.p_scale);
+}
+
+void TrainBlock::learned(std::vector<Param*>& rounding, std::vector<Param*>& scales) {
+  for (TrainLinear* l : {&qkv, &proj, &fc1, &fc2}) l->learned(rounding, scales);
+  for (Param* p : {&q_scale, &k_scale, &v_scale, &p_scale})
+    if (p->value.defined()) scales.push_back(p);
+}
+
 Tensor TrainBlock::forward(const Tensor& x, int64_t b, int64_t n) {
   B = b;
   N = n;
+  aq = attention_quant();
   qkv_out_ = qkv.forward(norm1.forward(x));
+  if (q_scale.value.defined() || k_scale.value.defined() || v_scale.value.defined()) qkv_raw_ = qkv_out_;
   if (aq.any()) qkv_out_ = fake_quant_qkv(qkv_out_, heads, aq, qkv_mask_);
   const int64_t H = int64_t(heads.qk_dim.size());
   probs_ = Tensor::empty({B, H, N, N});
-  const ProbQuant pq{aq.p_bits, aq.p_scale};
+  const ProbQuant pq{aq.p_bits, aq.p_scale, aq.p_tau};
   if (pq.bits < 16) probs_q_ = Tensor::empty({B, H, N, N});
   Tensor ctx = Tensor::empty({B * N, heads.v_total()});
   attention_forward(qkv_out_.f32(), ctx.f32(), probs_.f32(), B, N, heads, scale, pq,
@@ -241,14 +344,17 @@ Tensor TrainBlock::backward(const Tensor& dy) {
   kernels::add_inplace(dxm.f32(), dy.f32(), dxm.numel());
   Tensor dctx = proj.backward(residual_branch_grad(dxm, y1_, ls1), true);
   Tensor dqkv = Tensor::empty(qkv_out_.shape());
-  const ProbQuant pq{aq.p_bits, aq.p_scale};
+  const ProbQuant pq{aq.p_bits, aq.p_scale, aq.p_tau};
+  double dps = 0;
   attention_backward(qkv_out_.f32(), probs_.f32(), dctx.f32(), dqkv.f32(), B, N, heads, scale, pq,
-                     pq.bits < 16 ? probs_q_.f32() : nullptr);
+                     pq.bits < 16 ? probs_q_.f32() : nullptr, p_scale.value.defined() ? &dps : nullptr);
+  if (p_scale.value.defined()) p_scale.grad.f32()[0] = float(dps);
+  if (qkv_raw_.defined()) qkv_scale_grads(qkv_raw_, dqkv, heads, aq, q_scale, k_scale, v_scale);
   if (aq.any())
     for (int64_t i = 0; i < dqkv.numel(); ++i) dqkv.f32()[i] *= qkv_mask_.f32()[i];
   Tensor dx = norm1.backward(qkv.backward(dqkv, true));
   kernels::add_inplace(dx.f32(), dxm.f32(), dx.numel());
-  qkv_out_ = qkv_mask_ = probs_ = probs_q_ = pre_gelu_ = y1_ = y2_ = Tensor();
+  qkv_out_ = qkv_mask_ = probs_ = probs_q_ = pre_gelu_ = y1_ = y2_ = qkv_raw_ = Tensor();
   return dx;
 }
 
@@ -271,7 +377,7 @@ nn::Block TrainBlock::to_block() const {
   b.attn.proj = proj.to_linear();
   b.attn.heads = heads;
   b.attn.scale = scale;
-  b.attn.quant = aq;
+  b.attn.quant = attention_quant();
   b.mlp.fc1 = fc1.to_linear();
   b.mlp.fc2 = fc2.to_linear();
   if (ls1.value.defined()) b.ls1 = ls1.value.clone();

@@ -37,6 +37,17 @@ class TrainLinear {
   void collect(std::vector<Param*>& out);
   int64_t in_features() const { return w_.value.dim(1); }
   int64_t out_features() const { return w_.value.dim(0); }
+  bool quantised() const { return quant_; }
+
+  // Block reconstruction (compress/reconstruct), quantised layers only. learn_rounding: AdaRound
+  // (train/learned_quant.h) - weights = s * clamp(floor(w / s) + h(alpha), -lim, lim) from the
+  // weights before rounding (`float_weight`), alpha trained, the latent weights fixed; to_linear()
+  // rounds hard (alpha >= 0 rounds up). learn_act_scale: the static input quantiser's step size
+  // is a parameter (LSQ), zero point fixed; to_linear() keeps the learned value. Both parameters
+  // are returned by learned() and not by collect().
+  void learn_rounding(const Tensor& float_weight);
+  bool learn_act_scale();  // false (nothing to learn) for per-token inputs
+  void learned(std::vector<Param*>& rounding, std::vector<Param*>& scales);
 
  private:
   Param w_, b_;
@@ -45,6 +56,9 @@ class TrainLinear {
   Tensor wscale_;   // [out]
   nn::ActQuant act_;
   Tensor x_, xmask_, wq_, wmask_;  // cached GEMM input, STE masks (1 = passes), quantised weight
+  Param alpha_, ascale_;           // AdaRound logits [out, in], LSQ step size [1] (when learned)
+  Tensor wfloor_, xraw_;           // floor(w / s); the input before quantisation (LSQ)
+  Tensor codes() const;            // the integer weight codes to_linear() stores
 };
 
 struct TrainLayerNorm {
@@ -67,15 +81,28 @@ struct TrainBlock {
   kernels::HeadLayout heads;
   float scale = 1.f;
   kernels::AttnQuant aq;
+  std::string prefix;  // "blocks.N"
   Param ls1, ls2;  // LayerScale gammas; value undefined when the block has none
   int64_t B = 0, N = 0;
   Tensor qkv_out_, qkv_mask_, probs_, probs_q_, pre_gelu_, y1_, y2_;
+  // Learned step sizes (LSQ, block reconstruction) of q, k, v and uniform probabilities, each [1]
+  // when learned; qkv_raw_ keeps the unquantised qkv output for their gradients.
+  Param q_scale, k_scale, v_scale, p_scale;
+  Tensor qkv_raw_;
 
   TrainBlock(const nn::Block& blk, const std::string& prefix);
   Tensor forward(const Tensor& x, int64_t B, int64_t N);  // x [B*N, C] -> new tensor
   Tensor backward(const Tensor& dy);                      // dL/dx
   void collect(std::vector<Param*>& out);
   nn::Block to_block() const;
+  // Block reconstruction: learn every static step size of the block (Linear inputs, q, k, v,
+  // uniform probabilities; LSQ), and list what is learned (rounding: the Linear layers' AdaRound
+  // logits, see TrainLinear::learn_rounding).
+  void learn_scales();
+  void learned(std::vector<Param*>& rounding, std::vector<Param*>& scales);
+
+ private:
+  kernels::AttnQuant attention_quant() const;  // aq with the learned step sizes
 };
 
 }  // namespace vs::train

@@ -9,7 +9,9 @@
 #include "kernels/elementwise.h"
 #include "kernels/fastmath.h"
 #include "kernels/gemm.h"
+#include "kernels/log2_quant.h"
 #include "kernels/quantize_act.h"
+#include "train/learned_quant.h"
 
 namespace vs::train {
 
@@ -134,6 +136,21 @@ struct Views {
   std::vector<int64_t> dims(const Group& g, int64_t d) const { return {B, g.count, N, d}; }
   std::vector<int64_t> qkv_strides(int64_t d) const { return {N * ld, d, ld, 1}; }
 };
+// Pq for n probabilities (see ProbQuant).
+void quantize_probs(const float* p, float* out, int64_t n, const ProbQuant& pq) {
+  if (pq.tau == 0) {
+    fake_quantize_u8(p, out, nullptr, n, pq.scale, 0, pq.bits);
+    return;
+  }
+  const kernels::Log2Grid g = kernels::make_log2_grid(pq.scale, pq.tau, pq.bits);
+  uint16_t table[256];
+  kernels::log2_fixed_table(g, table);
+  std::vector<uint8_t> codes(static_cast<size_t>(n));
+  kernels::log2_codes(p, codes.data(), n, g);
+  const float unit = pq.scale / 32768.f;  // table levels are 2^15-based fixed point
+  for (int64_t i = 0; i < n; ++i) out[i] = float(table[codes[size_t(i)]]) * unit;
+}
+
 }  // namespace
 
 void attention_forward(const float* qkv, float* out, float* probs, int64_t B, int64_t N,
@@ -152,7 +169,7 @@ void attention_forward(const float* qkv, float* out, float* probs, int64_t B, in
     float* pv = quant_p ? probs_q + g.h0 * N * N : ph;  // what multiplies v
     if (quant_p)
       for (int64_t b = 0; b < B; ++b)
-        fake_quantize_u8(ph + b * v.H * N * N, pv + b * v.H * N * N, nullptr, g.count * N * N, pq.scale, 0, pq.bits);
+        quantize_probs(ph + b * v.H * N * N, pv + b * v.H * N * N, g.count * N * N, pq);
     if (g.dv > 0)
       matmul_strided(v.probs(pv, g, false), v.rows(qkv + 2 * v.qk + g.voff, g, g.dv), out + g.voff, v.dims(g, g.dv),
                      {N * v.ldo, g.dv, v.ldo, 1});
@@ -161,9 +178,13 @@ void attention_forward(const float* qkv, float* out, float* probs, int64_t B, in
 
 void attention_backward(const float* qkv, const float* probs, const float* dout, float* dqkv,
                         int64_t B, int64_t N, const kernels::HeadLayout& heads, float scale,
-                        const ProbQuant& pq, const float* probs_q) {
+                        const ProbQuant& pq, const float* probs_q, double* p_scale_grad) {
   const bool quant_p = pq.bits < 16;
-  const float p_hi = float((1 << pq.bits) - 1) * pq.scale;  // probabilities above are clipped
+  // probabilities above are clipped (log2: code 0 is the level s itself)
+  const float p_hi = pq.tau > 0 ? pq.scale : float((1 << pq.bits) - 1) * pq.scale;
+  const bool lsq = quant_p && pq.tau == 0 && p_scale_grad != nullptr;
+  std::vector<double> lsq_rows;  // per-row partial sums, added in order (deterministic)
+  if (lsq) *p_scale_grad = 0;
   Views v(heads, B, N);
   std::vector<Group> groups = head_groups(heads);
   int64_t most = 0;
@@ -189,17 +210,20 @@ void attention_backward(const float* qkv, const float* probs, const float* dout,
     const std::vector<int64_t> dp_strides{g.count * N * N, N * N, N, 1};
     matmul_strided(v.out(dout + g.voff, g, g.dv), v.cols(qkv + 2 * v.qk + g.voff, g, g.dv), dp, v.dims(g, N),
                    dp_strides);
+    if (lsq) lsq_rows.assign(size_t(B * g.count * N), 0.0);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t i = 0; i < g.count * N; ++i) {
         const float* pr = ph + b * v.H * N * N + i * N;
         float* dr = dp + (b * g.count * N + i) * N;
+        if (lsq) lsq_rows[size_t(b * g.count * N + i)] = lsq_scale_grad(pr, dr, N, pq.scale, 0, pq.bits);
         if (quant_p)
           for (int64_t j = 0; j < N; ++j) dr[j] = pr[j] <= p_hi ? dr[j] : 0.f;
         float dot = 0.f;
         for (int64_t j = 0; j < N; ++j) dot += dr[j] * pr[j];
         for (int64_t j = 0; j < N; ++j) dr[j] = pr[j] * (dr[j] - dot) * scale;
       }
+    for (double r : lsq_rows) *p_scale_grad += r;
     // dQ = dS K, dK = dS^T Q
     matmul_strided({dp, v.dims(g, N), dp_strides}, v.rows(qkv + v.qk + g.qoff, g, g.dq), dq_out, v.dims(g, g.dq),
                    v.qkv_strides(g.dq));

@@ -33,10 +33,12 @@ void fake_quantize_u8(const float* x, float* y, float* mask, int64_t n, float sc
 void gelu_backward(const float* a, const float* dy, float* da, int64_t n);
 
 // Quantisation of the softmax probabilities before the product with v (kernels::AttnQuant's
-// p_bits / p_scale; bits 16 = float): Pq = clamp(round(P / s), 0, 2^bits - 1) * s.
+// p_bits / p_scale / p_tau; bits 16 = float): Pq = clamp(round(P / s), 0, 2^bits - 1) * s, or
+// with tau > 0 the log2 level of P (kernels/log2_quant.h) as the integer path uses it.
 struct ProbQuant {
   int bits = 16;
   float scale = 1.f;
+  int tau = 0;
 };
 
 // As kernels::attention_f32 (qkv [B, N, q|k|v heads] -> out [B, N, v_total]), also keeping the
@@ -48,8 +50,11 @@ void attention_forward(const float* qkv, float* out, float* probs, int64_t B, in
 // dqkv [B, N, qkv_width] from dout [B, N, v_total]:
 //   dV = Pq^T dO, dP = dO V^T (zero where Pq clipped: straight-through),
 //   dS = P * (dP - rowsum(dP * P)) * scale, dQ = dS K, dK = dS^T Q.
+// With uniform probability quantisation, p_scale_grad (when given) receives the LSQ gradient of
+// the probabilities' step size (train/learned_quant.h).
 void attention_backward(const float* qkv, const float* probs, const float* dout, float* dqkv,
                         int64_t B, int64_t N, const kernels::HeadLayout& heads, float scale,
-                        const ProbQuant& pq = {}, const float* probs_q = nullptr);
+                        const ProbQuant& pq = {}, const float* probs_q = nullptr,
+                        double* p_scale_grad = nullptr);
 
 }  // namespace vs::train

@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 #include "train/loss.h"
 #include "train/optim.h"
+#include "train/sampling.h"
 #include "train/vit.h"
 
 namespace vs::compress {
@@ -24,30 +25,6 @@ nlohmann::json DistillSettings::to_json() const {
 }
 
 namespace {
-
-// A generator for step `step` of stream `what`, from the seed alone (no carried state).
-std::mt19937_64 rng_for(uint64_t seed, uint64_t what, uint64_t step) {
-  std::seed_seq seq{uint32_t(seed), uint32_t(seed >> 32), uint32_t(what), uint32_t(step), uint32_t(step >> 32)};
-  return std::mt19937_64(seq);
-}
-
-// Batch `step`: consecutive slices of per-epoch shuffles of the image list.
-std::vector<size_t> batch_indices(uint64_t seed, int64_t step, int64_t batch, size_t n) {
-  std::vector<size_t> out;
-  int64_t cached_epoch = -1;
-  std::vector<size_t> perm(n);
-  for (int64_t k = step * batch; k < (step + 1) * batch; ++k) {
-    const int64_t epoch = k / int64_t(n);
-    if (epoch != cached_epoch) {
-      std::iota(perm.begin(), perm.end(), size_t(0));
-      auto rng = rng_for(seed, 1, uint64_t(epoch));
-      for (size_t i = n; i > 1; --i) std::swap(perm[i - 1], perm[rng() % i]);  // Fisher-Yates
-      cached_epoch = epoch;
-    }
-    out.push_back(perm[size_t(k % int64_t(n))]);
-  }
-  return out;
-}
 
 void save_checkpoint(const std::string& path, int64_t step, const std::vector<train::Param*>& params,
                      const train::AdamW& opt, const DistillSettings& s) {
@@ -124,8 +101,8 @@ DistillResult distill(const models::ViT& student, const models::ViT& teacher,
   for (; step < s.steps; ++step) {
     if (step == s.stop_after) break;
     std::vector<const Image*> batch;
-    for (size_t i : batch_indices(s.seed, step, s.batch, decoded.size())) batch.push_back(&decoded[i]);
-    auto rng = rng_for(s.seed, 2, uint64_t(step));
+    for (size_t i : train::batch_indices(s.seed, step, s.batch, decoded.size())) batch.push_back(&decoded[i]);
+    auto rng = train::rng_for(s.seed, 2, uint64_t(step));
     Tensor x = train::augment_batch(batch, student.cfg.pre, s.augment, rng);
 
     Tensor t_logits = teacher_net ? teacher_net->forward(x) : teacher.forward(x);

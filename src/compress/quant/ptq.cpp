@@ -243,7 +243,8 @@ double mean_kl(const Tensor& ref, const Tensor& out) {
 }  // namespace
 
 nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
-                              const std::vector<std::string>& calib_images, bool progress) {
+                              const std::vector<std::string>& calib_images, bool progress,
+                              FloatLayers* replaced) {
   check_bits(s.wbits);
   check_bits(s.abits);
   check_bits(s.edge_bits);
@@ -379,6 +380,8 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     if (in_mixed(name)) {
       mp_layers.emplace_back(name, slot);
       mp_dense[name] = std::move(*slot);
+    } else if (replaced) {  // block reconstruction starts from the float weights (reconstruct/)
+      (*replaced)[name] = std::move(*slot);
     }
     *slot = std::move(q);
   }

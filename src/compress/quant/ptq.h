@@ -9,6 +9,8 @@
 // (u8), k and v (s8) per tensor at qk_bits, and the softmax probabilities (u8, zero point 0) at
 // prob_bits; 16 leaves them float. Dynamic mode leaves attention float.
 #pragma once
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -47,9 +49,15 @@ struct PtqSettings {
   int batch = 16;                       // calibration batch size
 };
 
+// The float layers quantize_model replaced, by name (their weights after SQ-b / BIG, before
+// rounding): what block reconstruction (compress/reconstruct) learns the rounding of.
+using FloatLayers = std::map<std::string, std::unique_ptr<nn::Linear>>;
+
 // Quantises `model` in place. calib_images: preprocessed by the model's own pipeline.
 // Returns the "quantization" section for config.json (method, observers, bits per layer).
+// `replaced`, when given, receives the float layers that were quantised.
 nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
-                              const std::vector<std::string>& calib_images, bool progress = true);
+                              const std::vector<std::string>& calib_images, bool progress = true,
+                              FloatLayers* replaced = nullptr);
 
 }  // namespace vs::quant

@@ -1,0 +1,178 @@
+#include "compress/reconstruct/reconstruct.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/preprocess.h"
+#include "nn/quant_linear.h"
+#include "train/layers.h"
+#include "train/learned_quant.h"
+#include "train/optim.h"
+#include "train/sampling.h"
+
+namespace vs::compress {
+
+nlohmann::json ReconstructSettings::to_json() const {
+  return {{"iters", iters}, {"batch", batch}, {"lr_rounding", lr_rounding}, {"lr_scale", lr_scale},
+          {"reg_weight", reg_weight}, {"beta", {beta_start, beta_end}}, {"warmup", warmup},
+          {"drop_prob", drop_prob}, {"learn_rounding", learn_rounding}, {"learn_scales", learn_scales},
+          {"seed", seed}};
+}
+
+namespace {
+
+constexpr int64_t kForwardImages = 16;  // images per batch when running whole blocks / embeddings
+
+// The first block's input [n * T, C] for every image, run in batches.
+Tensor embed_all(const models::ViT& m, const std::vector<std::string>& images) {
+  const int64_t T = m.cfg.num_tokens(), C = m.cfg.embed_dim, n = int64_t(images.size());
+  Tensor out = Tensor::empty({n * T, C});
+  for (int64_t i = 0; i < n; i += kForwardImages) {
+    const int64_t e = std::min(n, i + kForwardImages);
+    std::vector<std::string> paths(images.begin() + i, images.begin() + e);
+    Tensor x = m.embed(load_batch(paths, m.cfg.pre));
+    std::copy(x.f32(), x.f32() + x.numel(), out.f32() + i * T * C);
+  }
+  return out;
+}
+
+// x <- block(x) for every image, in batches (the block's normal forward: integer if quantised).
+void run_block(const nn::Block& blk, Tensor& x, int64_t T) {
+  const int64_t C = x.dim(1), n = x.dim(0) / T;
+  for (int64_t i = 0; i < n; i += kForwardImages)
+    blk.forward(x.f32() + i * T * C, std::min(kForwardImages, n - i), T);
+}
+
+// Mean over tokens of the squared error summed over channels.
+double token_mse(const Tensor& a, const Tensor& b) {
+  double s = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) s += double(a.f32()[i] - b.f32()[i]) * (a.f32()[i] - b.f32()[i]);
+  return s / double(a.dim(0));
+}
+
+// AdaRound's beta: beta_start until the end of the warmup, then linearly down to beta_end.
+float beta_at(const ReconstructSettings& s, int64_t step) {
+  const double start = s.warmup * double(s.iters);
+  const double t = std::clamp((double(step) - start) / std::max(1.0, double(s.iters) - start), 0.0, 1.0);
+  return float(s.beta_start + (s.beta_end - s.beta_start) * t);
+}
+
+// The weights of a quantised layer before rounding.
+const Tensor& float_weight(const quant::FloatLayers& layers, const std::string& name) {
+  auto it = layers.find(name);
+  auto* d = it == layers.end() ? nullptr : dynamic_cast<const nn::DenseLinear*>(it->second.get());
+  check(d != nullptr, "block reconstruction: no float weights of quantised layer '" + name + "'");
+  return d->weight();
+}
+
+struct BlockResult {  // the reconstruction MSE of the first and the last step's batch (QDrop inputs)
+  double loss_first = 0, loss_last = 0;
+};
+
+// Learns the rounding / step sizes of one block; returns it as an nn::Block.
+nn::Block learn_block(const nn::Block& qblk, const std::string& prefix, const quant::FloatLayers& float_layers,
+                      const Tensor& xq, const Tensor& xf, const Tensor& target, int64_t T, size_t index,
+                      const ReconstructSettings& s, BlockResult& res) {
+  train::TrainBlock tb(qblk, prefix);
+  std::vector<train::Param*> rounding, scales;
+  if (s.learn_rounding)
+    for (auto [lin, name] : {std::pair{&tb.qkv, ".attn.qkv"}, {&tb.proj, ".attn.proj"}, {&tb.fc1, ".mlp.fc1"},
+                             {&tb.fc2, ".mlp.fc2"}})
+      if (lin->quantised()) lin->learn_rounding(float_weight(float_layers, prefix + name));
+  if (s.learn_scales) tb.learn_scales();
+  tb.learned(rounding, scales);
+  // Step sizes are learned in the log domain (relative steps, always positive): Adam updates
+  // log s from the gradient g * s; s = exp(log s) after each step.
+  std::vector<train::Param> log_scales;
+  for (train::Param* p : scales)
+    log_scales.push_back(train::make_param(p->name, Tensor::from({1}, {std::log(p->value.f32()[0])}), false));
+  std::vector<train::Param*> log_ptrs;
+  for (auto& p : log_scales) log_ptrs.push_back(&p);
+  train::AdamW opt_round(rounding, {0.9, 0.999, 1e-8, 0.0}), opt_scale(log_ptrs, {0.9, 0.999, 1e-8, 0.0});
+
+  const int64_t C = xq.dim(1), n = xq.dim(0) / T, B = std::min(s.batch, n);
+  Progress bar(prefix, s.iters);
+  Tensor x = Tensor::empty({B * T, C}), y = Tensor::empty({B * T, C});
+  for (int64_t step = 0; step < s.iters; ++step) {
+    // Inputs: quantised, each element replaced by its FP32 value with probability drop_prob.
+    auto rng = train::rng_for(s.seed, 100 + index, uint64_t(step));
+    const uint64_t threshold = uint64_t(s.drop_prob * 18446744073709551615.0);
+    const auto idx = train::batch_indices(s.seed + 7919 * (index + 1), step, B, size_t(n));
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t off = int64_t(idx[size_t(b)]) * T * C;
+      for (int64_t i = 0; i < T * C; ++i) {
+        const bool fp = s.drop_prob > 0 && rng() < threshold;
+        x.f32()[b * T * C + i] = fp ? xf.f32()[off + i] : xq.f32()[off + i];
+        y.f32()[b * T * C + i] = target.f32()[off + i];
+      }
+    }
+    Tensor out = tb.forward(x, B, T);
+    Tensor dy = Tensor::empty(out.shape());
+    double loss = 0;
+    for (int64_t i = 0; i < out.numel(); ++i) {
+      const float d = out.f32()[i] - y.f32()[i];
+      loss += double(d) * d;
+      dy.f32()[i] = 2.f * d / float(B * T);
+    }
+    loss /= double(B * T);
+    tb.backward(dy);
+    const float beta = beta_at(s, step);
+    double reg = 0;
+    if (double(step) >= s.warmup * double(s.iters))
+      for (train::Param* p : rounding)
+        reg += s.reg_weight * train::adaround_regularizer(p->value.f32(), p->grad.f32(), p->value.numel(), beta, s.reg_weight);
+    if (!rounding.empty()) opt_round.step(s.lr_rounding);
+    for (size_t i = 0; i < scales.size(); ++i) log_scales[i].grad.f32()[0] = scales[i]->grad.f32()[0] * scales[i]->value.f32()[0];
+    opt_scale.step(s.lr_scale);
+    for (size_t i = 0; i < scales.size(); ++i) scales[i]->value.f32()[0] = std::exp(log_scales[i].value.f32()[0]);
+    if (step == 0) res.loss_first = loss;
+    res.loss_last = loss;
+    if (s.progress) bar.update(step + 1, fmt::format("mse {:.4g} reg {:.4g} beta {:.1f}", loss, reg, beta));
+  }
+  bar.finish();
+  return tb.to_block();
+}
+
+}  // namespace
+
+nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_layers,
+                           const models::ViT& reference, const std::vector<std::string>& images,
+                           const ReconstructSettings& s) {
+  check(!images.empty(), "block reconstruction needs calibration images (--calib)");
+  check(s.iters >= 1 && s.batch >= 1, "block reconstruction: --recon-iters and --recon-batch must be >= 1");
+  check(s.drop_prob >= 0 && s.drop_prob <= 1, "block reconstruction: --recon-drop must be in [0, 1]");
+  check(quant.blocks.size() == reference.blocks.size() && quant.cfg.num_tokens() == reference.cfg.num_tokens() &&
+            quant.cfg.embed_dim == reference.cfg.embed_dim,
+        "block reconstruction: the quantised and the float model differ in shape");
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t T = quant.cfg.num_tokens();
+  Tensor xq = embed_all(quant, images), xf = embed_all(reference, images);
+  nlohmann::json blocks = nlohmann::json::array();
+  for (size_t b = 0; b < quant.blocks.size(); ++b) {
+    const std::string prefix = "blocks." + std::to_string(b);
+    Tensor target = xf.clone();
+    run_block(reference.blocks[b], target, T);
+    Tensor before = xq.clone();
+    run_block(quant.blocks[b], before, T);
+    const double mse_before = token_mse(before, target);
+    BlockResult r;
+    quant.blocks[b] = learn_block(quant.blocks[b], prefix, float_layers, xq, xf, target, T, b, s, r);
+    run_block(quant.blocks[b], xq, T);  // the next block's input: this block as it will run
+    const double mse_after = token_mse(xq, target);
+    blocks.push_back({{"block", prefix}, {"output_mse_before", mse_before}, {"output_mse_after", mse_after},
+                      {"batch_mse_first_step", r.loss_first}, {"batch_mse_last_step", r.loss_last}});
+    if (s.progress)
+      fmt::print(stderr, "{}: output MSE {:.4g} -> {:.4g} (calibration images, integer path)\n", prefix, mse_before,
+                 mse_after);
+    xf = std::move(target);
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {{"method", "AdaRound + LSQ, QDrop inputs"}, {"settings", s.to_json()},
+          {"calibration_images", int64_t(images.size())}, {"blocks", blocks}, {"seconds", secs}};
+}
+
+}  // namespace vs::compress

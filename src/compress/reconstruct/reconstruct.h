@@ -1,0 +1,51 @@
+// PTQ block reconstruction (BRECQ, Li et al. 2021; QDrop, Wei et al. 2022), run after
+// calibration-only PTQ (compress/quant/ptq.h). Block by block, in order, the quantised block is
+// trained to reproduce the FP32 block's output on the calibration images:
+//  - inputs: the output of the already-reconstructed quantised blocks before it (run on the
+//    normal integer path), mixed element-wise with the FP32 input with probability drop_prob
+//    during learning (QDrop); every quantiser of the block is active in every step;
+//  - target: the FP32 model's block output for the FP32 input;
+//  - learned: AdaRound weight rounding of every quantised Linear (rectified sigmoid offsets on
+//    floor(w / s), regulariser weight reg_weight with beta annealed from beta_start to beta_end
+//    after the first `warmup` fraction of steps; hard rounding at the end into the integer
+//    codes the QuantLinear stores) and LSQ step sizes of every static input quantiser (the saved
+//    activation scales), and of the attention operands q, k, v and the probabilities;
+//  - loss: mean over tokens of the squared error summed over channels, + regulariser; Adam.
+// Weight scales, zero points, LayerNorms and biases are kept. The result is an ordinary
+// quantised model: the blocks are replaced in place.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "compress/quant/ptq.h"
+#include "models/vit.h"
+
+namespace vs::compress {
+
+struct ReconstructSettings {
+  int64_t iters = 100;        // optimisation steps per block
+  int64_t batch = 16;         // images per step
+  double lr_rounding = 1e-2;  // Adam, AdaRound logits (BRECQ: 1e-3 over 20k steps; here few steps)
+  double lr_scale = 5e-3;     // Adam on log(step size): relative change per step
+  double reg_weight = 0.01;   // AdaRound regulariser weight
+  float beta_start = 20.f, beta_end = 2.f;
+  double warmup = 0.2;        // fraction of steps without the regulariser
+  double drop_prob = 0.5;     // QDrop: probability of taking an input element from the FP32 input
+  bool learn_rounding = true, learn_scales = true;
+  uint64_t seed = 0;
+  bool progress = true;
+
+  nlohmann::json to_json() const;
+};
+
+// quant: the model quantize_model produced from a float model; float_layers: the float layers it
+// replaced (quantize_model's `replaced`); reference: the FP32 model (same architecture) whose
+// block outputs are the targets; images: calibration image paths. Returns config.json's
+// "reconstruction" section (settings, per-block output MSE before / after, seconds).
+nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_layers,
+                           const models::ViT& reference, const std::vector<std::string>& images,
+                           const ReconstructSettings& s);
+
+}  // namespace vs::compress
