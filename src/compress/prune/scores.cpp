@@ -150,6 +150,26 @@ Orders l1_orders(const models::ViT& model, const Graph& g) {
   return o;
 }
 
+Orders taylor_orders(const Graph& g, const TaylorScores& ts) {
+  check(ts.index.size() == g.groups.size(), "pruning: Taylor scores do not match the model");
+  // Scores of the items of one kind in one block, in items_of's order.
+  auto order = [&](DimKind kind, int block) {
+    auto items = items_of(g, kind, block);
+    std::vector<double> score;
+    for (auto& [gi, j] : items) score.push_back(ts.index[size_t(gi)][size_t(j)]);
+    return by_score(items, score);
+  };
+  Orders o;
+  for (int b = 0; b < int(ts.head.size()); ++b) {
+    o.qk.push_back(order(DimKind::qk, b));
+    o.v.push_back(order(DimKind::v, b));
+    o.mlp.push_back(order(DimKind::mlp, b));
+    o.heads.push_back(heads_by_score(ts.head[size_t(b)]));
+  }
+  o.embed = order(DimKind::embed, -1);
+  return o;
+}
+
 Orders snp_orders(const models::ViT& model, const Graph& g, const CalibStats& st) {
   check(st.blocks.size() == model.blocks.size(), "pruning: calibration statistics do not match the model");
   Orders o;
