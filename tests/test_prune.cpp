@@ -338,9 +338,11 @@ TEST(Prune, CliWritesLoadableFoldersAndRejectsBadInput) {
 
   out = test::run_output(cli + "prune " + (tmp / "m") + " --method l1 --keep-qk 0 --out " + (tmp / "bad"), &st);
   EXPECT_NE(st, 0);
-  out = test::run_output(cli + "prune " + (tmp / "m") + " --method snp --keep-qk 0.5 --out " + (tmp / "bad"), &st);
-  EXPECT_NE(st, 0);
-  EXPECT_NE(out.find("--calib"), std::string::npos) << out;
+  for (std::string method : {"snp", "taylor"}) {
+    out = test::run_output(cli + "prune " + (tmp / "m") + " --method " + method + " --keep-qk 0.5 --out " + (tmp / "bad"), &st);
+    EXPECT_NE(st, 0);
+    EXPECT_NE(out.find("--calib"), std::string::npos) << out;
+  }
   out = test::run_output(cli + "prune " + (tmp / "q") + " --method l1 --keep-qk 0.5 --out " + (tmp / "bad"), &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("prune before quantising"), std::string::npos) << out;
