@@ -225,11 +225,9 @@ TEST(Prune, TargetFlopsIsReachedAndDeterministic) {
 static void scale_index(StateDict& sd, const prune::Group& grp, int64_t j, float f) {
   for (const auto& sl : grp.slots) {
     Tensor& t = sd.at(sl.tensor);
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < sl.axis; ++d) outer *= t.dim(d);
-    for (int d = sl.axis + 1; d < t.ndim(); ++d) inner *= t.dim(d);
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t i = 0; i < inner; ++i) t.f32()[(o * t.dim(sl.axis) + sl.offset + j) * inner + i] *= f;
+    prune::for_each_run(t, sl, j, [&](int64_t at, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) t.f32()[at + i] *= f;
+    });
   }
 }
 

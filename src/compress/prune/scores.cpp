@@ -33,14 +33,9 @@ double l1_of(const StateDict& sd, const Group& grp, int64_t j) {
   double s = 0;
   for (const Slot& sl : grp.slots) {
     const Tensor& t = sd.at(sl.tensor);
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < sl.axis; ++d) outer *= t.dim(d);
-    for (int d = sl.axis + 1; d < t.ndim(); ++d) inner *= t.dim(d);
-    const int64_t n = t.dim(sl.axis);
-    for (int64_t o = 0; o < outer; ++o) {
-      const float* p = t.f32() + (o * n + sl.offset + j) * inner;
-      for (int64_t i = 0; i < inner; ++i) s += std::abs(p[i]);
-    }
+    for_each_run(t, sl, j, [&](int64_t at, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) s += std::abs(t.f32()[at + i]);
+    });
   }
   return s;
 }

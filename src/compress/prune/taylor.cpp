@@ -26,18 +26,13 @@ Tensor self_label_grad(const Tensor& logits) {
 
 // t[j] += sum over the slot's slice j of value * grad.
 void add_slot(const Slot& sl, const train::Param& p, std::vector<double>& t) {
-  const Tensor &w = p.value, &gr = p.grad;
-  int64_t outer = 1, inner = 1;
-  for (int d = 0; d < sl.axis; ++d) outer *= w.dim(d);
-  for (int d = sl.axis + 1; d < w.ndim(); ++d) inner *= w.dim(d);
-  const int64_t n = w.dim(sl.axis);
-  for (int64_t o = 0; o < outer; ++o)
-    for (size_t j = 0; j < t.size(); ++j) {
-      const int64_t at = (o * n + sl.offset + int64_t(j)) * inner;
+  const float *w = p.value.f32(), *gr = p.grad.f32();
+  for (size_t j = 0; j < t.size(); ++j)
+    for_each_run(p.value, sl, int64_t(j), [&](int64_t at, int64_t n) {
       double s = 0;
-      for (int64_t i = 0; i < inner; ++i) s += double(w.f32()[at + i]) * gr.f32()[at + i];
+      for (int64_t i = 0; i < n; ++i) s += double(w[at + i]) * gr[at + i];
       t[j] += s;
-    }
+    });
 }
 
 }  // namespace
