@@ -4,12 +4,16 @@
 // folders load and compose with quantisation, and bad options fail cleanly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <random>
+#include <tuple>
 
 #include "compress/prune/graph.h"
 #include "core/error.h"
 #include "compress/prune/prune.h"
+#include "compress/prune/taylor.h"
 #include "compress/quant/ptq.h"
 #include "models/load.h"
 #include "models/registry.h"
@@ -117,7 +121,7 @@ models::ViT zeroed(const models::ViT& m, const prune::Graph& g, const prune::Pla
 }  // namespace
 
 TEST(Prune, NothingPrunedChangesNothing) {
-  for (auto method : {prune::Method::l1, prune::Method::snp}) {
+  for (auto method : {prune::Method::l1, prune::Method::snp, prune::Method::taylor}) {
     auto m = random_vit({}, 1);
     Tensor x = images(2, 7);
     prune::PruneSettings s;
@@ -202,7 +206,7 @@ TEST(Prune, MeanCompensationIsExactForConstantUnits) {
 
 TEST(Prune, TargetFlopsIsReachedAndDeterministic) {
   auto m = random_vit({}, 4);
-  for (auto method : {prune::Method::l1, prune::Method::snp})
+  for (auto method : {prune::Method::l1, prune::Method::snp, prune::Method::taylor})
     for (double target : {0.7, 0.5}) {
       prune::PruneSettings s;
       s.method = method;
@@ -215,6 +219,70 @@ TEST(Prune, TargetFlopsIsReachedAndDeterministic) {
       Tensor x = images(1, 2);
       EXPECT_EQ(test::max_abs_diff(a.model.forward(x), b.model.forward(x)), 0.f);
     }
+}
+
+// Multiplies every parameter slice index j of the group owns by f.
+static void scale_index(StateDict& sd, const prune::Group& grp, int64_t j, float f) {
+  for (const auto& sl : grp.slots) {
+    Tensor& t = sd.at(sl.tensor);
+    prune::for_each_run(t, sl, j, [&](int64_t at, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) t.f32()[at + i] *= f;
+    });
+  }
+}
+
+// The Taylor score of an index (and of a head) on one image is |dL/dm| for a mask m scaling
+// everything the index owns, L = cross-entropy against the unscaled model's top-1 class: checked
+// against central differences of the inference forward, for every kind of dimension.
+TEST(Prune, TaylorScoreIsTheMaskDerivative) {
+  auto m = random_vit({false, false, true}, 8);
+  auto g = prune::build_graph(m);
+  Tensor x = images(1, 11);
+  auto ts = prune::taylor_scores(m, g, {x}, false);
+  ASSERT_EQ(ts.images, 1);
+  Tensor z0 = m.forward(x);
+  const int64_t top = std::max_element(z0.f32(), z0.f32() + z0.numel()) - z0.f32();
+  auto loss = [&](const models::ViT& mm) {
+    Tensor z = mm.forward(x);
+    double mx = *std::max_element(z.f32(), z.f32() + z.numel()), se = 0;
+    for (int64_t i = 0; i < z.numel(); ++i) se += std::exp(double(z.f32()[i]) - mx);
+    return mx + std::log(se) - z.f32()[top];
+  };
+  // |dL/dm| by central differences, m scaling the given (group, index) pairs together.
+  auto numeric = [&](const std::vector<std::pair<int, int64_t>>& items) {
+    const float eps = 1e-2f;
+    double l[2];
+    for (int s = 0; s < 2; ++s) {
+      StateDict sd = m.state_dict();
+      for (auto& [k, t] : sd) t = t.clone();
+      for (auto& [gi, j] : items) scale_index(sd, g.groups[size_t(gi)], j, s == 0 ? 1 + eps : 1 - eps);
+      l[s] = loss(models::ViT::from_state_dict(m.cfg, sd, "scaled"));
+    }
+    return std::abs(l[0] - l[1]) / (2 * eps);
+  };
+  auto near = [](double a, double n) { return std::abs(a - n) <= 1e-4 + 2e-2 * n; };
+  double total = 0;
+  using Where = std::tuple<prune::DimKind, int, int>;  // kind, block, head
+  for (auto [kind, block, head] : std::vector<Where>{{prune::DimKind::qk, 0, 1}, {prune::DimKind::v, 1, 2},
+                                                     {prune::DimKind::mlp, 0, -1}, {prune::DimKind::mlp, 1, -1},
+                                                     {prune::DimKind::embed, -1, -1}}) {
+    const int gi = g.find(kind, block, head);
+    for (int64_t j : {int64_t(0), int64_t(5), g.groups[size_t(gi)].size - 1}) {
+      const double a = ts.index[size_t(gi)][size_t(j)], n = numeric({{gi, j}});
+      EXPECT_TRUE(near(a, n)) << prune::kind_name(kind) << " block " << block << " index " << j << ": " << a << " vs " << n;
+      total += a;
+    }
+  }
+  for (int h = 0; h < 3; ++h) {
+    std::vector<std::pair<int, int64_t>> items;
+    for (auto kind : {prune::DimKind::qk, prune::DimKind::v}) {
+      const int gi = g.find(kind, 1, h);
+      for (int64_t j = 0; j < g.groups[size_t(gi)].size; ++j) items.emplace_back(gi, j);
+    }
+    const double a = ts.head[1][size_t(h)], n = numeric(items);
+    EXPECT_TRUE(near(a, n)) << "head " << h << ": " << a << " vs " << n;
+  }
+  EXPECT_GT(total, 1e-3);  // the check is not vacuous
 }
 
 TEST(Prune, HeadPruningRemovesWholeHeads) {
@@ -268,9 +336,11 @@ TEST(Prune, CliWritesLoadableFoldersAndRejectsBadInput) {
 
   out = test::run_output(cli + "prune " + (tmp / "m") + " --method l1 --keep-qk 0 --out " + (tmp / "bad"), &st);
   EXPECT_NE(st, 0);
-  out = test::run_output(cli + "prune " + (tmp / "m") + " --method snp --keep-qk 0.5 --out " + (tmp / "bad"), &st);
-  EXPECT_NE(st, 0);
-  EXPECT_NE(out.find("--calib"), std::string::npos) << out;
+  for (std::string method : {"snp", "taylor"}) {
+    out = test::run_output(cli + "prune " + (tmp / "m") + " --method " + method + " --keep-qk 0.5 --out " + (tmp / "bad"), &st);
+    EXPECT_NE(st, 0);
+    EXPECT_NE(out.find("--calib"), std::string::npos) << out;
+  }
   out = test::run_output(cli + "prune " + (tmp / "q") + " --method l1 --keep-qk 0.5 --out " + (tmp / "bad"), &st);
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("prune before quantising"), std::string::npos) << out;

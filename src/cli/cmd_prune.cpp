@@ -16,7 +16,8 @@ void add_prune(CLI::App& app) {
       "prune",
       "Structured pruning: removes query/key pairs, value channels, whole heads, MLP hidden units\n"
       "and residual channels (every coupled tensor at once), so the written model has smaller\n"
-      "matrices and runs faster. Scores: snp (activation-aware, needs --calib) or l1 (weights only).\n"
+      "matrices and runs faster. Scores: snp (activation-aware, needs --calib), taylor (first-order\n"
+      "Taylor |dL/dm| from one backward pass per calibration image, needs --calib) or l1 (weights only).\n"
       "The result is a normal model folder that eval / bench / info / quantize load.");
   struct Args : ModelArgs {
     std::string method = "snp", calib, split, out;
@@ -28,8 +29,10 @@ void add_prune(CLI::App& app) {
   add_model_args(cmd, *a);
   cmd->add_option("--method", a->method,
                   "snp: q/k pairs that preserve the attention logits, value channels without inter-head "
-                  "redundancy, activation-aware MLP and residual channels; l1: weight magnitude")
-      ->check(CLI::IsMember({"snp", "l1"}));
+                  "redundancy, activation-aware MLP and residual channels; taylor: first-order Taylor "
+                  "|sum over its weights of w * dL/dw| per image (L = cross-entropy vs the model's own "
+                  "top-1 class), summed over the calibration images; l1: weight magnitude")
+      ->check(CLI::IsMember({"snp", "l1", "taylor"}));
   auto ratio = CLI::Range(0.0, 1.0);
   cmd->add_option("--keep-qk", a->keep_qk, "fraction of query/key pairs kept per block, (0, 1]")->check(ratio);
   cmd->add_option("--keep-v", a->keep_v, "fraction of value channels kept per block, (0, 1]")->check(ratio);
@@ -45,7 +48,7 @@ void add_prune(CLI::App& app) {
   cmd->add_flag("--compensate", a->compensate,
                 "fold the calibration mean of every removed MLP unit and value channel into fc2's / "
                 "proj's bias (needs --calib; works with either method)");
-  cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style); needed by snp");
+  cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style); needed by snp and taylor");
   cmd->add_option("--split", a->split, "file listing the calibration images (e.g. calib.txt)");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
   cmd->add_option("--out", a->out, "output model folder")->required();
@@ -61,8 +64,9 @@ void add_prune(CLI::App& app) {
     s.compensate = a->compensate;
     check(a->target_flops != 0, "--target-flops must be in (0, 1]");
     s.target_flops = std::max(a->target_flops, 0.0);
-    const bool needs_calib = s.method == prune::Method::snp || s.compensate;
-    check(!needs_calib || !a->calib.empty(), "--method snp and --compensate need --calib DIR (and usually --split calib.txt)");
+    const bool needs_calib = s.method != prune::Method::l1 || s.compensate;
+    check(!needs_calib || !a->calib.empty(),
+          "--method snp / taylor and --compensate need --calib DIR (and usually --split calib.txt)");
     auto m = open_model(*a);
     std::vector<Tensor> calib;  // preprocessed up front (128 ViT-Ti images: 77 MB)
     if (needs_calib) {

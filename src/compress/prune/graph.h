@@ -36,6 +36,16 @@ struct Graph {
   int find(DimKind kind, int block = -1, int head = -1) const;
 };
 
+// Calls f(start, count) for every contiguous run of elements of `t` that index j of slot `sl`
+// owns (t is the slot's tensor; the runs are [start, start + count) in its flat data).
+template <class F>
+void for_each_run(const Tensor& t, const Slot& sl, int64_t j, F&& f) {
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < sl.axis; ++d) outer *= t.dim(d);
+  for (int d = sl.axis + 1; d < t.ndim(); ++d) inner *= t.dim(d);
+  for (int64_t o = 0; o < outer; ++o) f((o * t.dim(sl.axis) + sl.offset + j) * inner, inner);
+}
+
 // keep[g]: the sorted indices of group g that stay. Parallel to Graph::groups.
 struct Plan {
   std::vector<std::vector<int64_t>> keep;

@@ -6,6 +6,7 @@
 #include "compress/prune/calib_stats.h"
 #include "compress/prune/graph.h"
 #include "compress/prune/scores.h"
+#include "compress/prune/taylor.h"
 #include "core/error.h"
 
 namespace vs::prune {
@@ -13,10 +14,11 @@ namespace vs::prune {
 Method parse_method(const std::string& s) {
   if (s == "snp") return Method::snp;
   if (s == "l1") return Method::l1;
-  throw Error("unknown pruning method '" + s + "' (snp or l1)");
+  if (s == "taylor") return Method::taylor;
+  throw Error("unknown pruning method '" + s + "' (snp, l1 or taylor)");
 }
 
-const char* method_name(Method m) { return m == Method::snp ? "snp" : "l1"; }
+const char* method_name(Method m) { return m == Method::snp ? "snp" : m == Method::l1 ? "l1" : "taylor"; }
 
 namespace {
 
@@ -121,7 +123,10 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
   check(!s.compensate || !calib.empty(), "mean compensation needs calibration images (--calib)");
   CalibStats st;
   if (s.method == Method::snp || s.compensate) st = collect_stats(model, calib, progress);
-  Orders o = s.method == Method::l1 ? l1_orders(model, g) : snp_orders(model, g, st);
+  check(s.method != Method::taylor || !calib.empty(), "--method taylor needs calibration images (--calib)");
+  Orders o = s.method == Method::l1       ? l1_orders(model, g)
+             : s.method == Method::snp    ? snp_orders(model, g, st)
+                                          : taylor_orders(g, taylor_scores(model, g, calib, progress));
 
   auto ratios = [&](double shared) {
     double d = s.target_flops > 0 ? shared : 1.0;
@@ -148,6 +153,9 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
   PruneResult res{apply_plan(model, g, plan), {}};
   if (s.compensate) compensate_means(model, g, plan, st, res.model);
   const int64_t macs1 = res.model.macs_per_image();
+  int64_t calib_images = 0;  // used by the scores or the compensation
+  if (s.method != Method::l1 || s.compensate)
+    for (const Tensor& b : calib) calib_images += b.dim(0);
   res.record = {{"method", method_name(s.method)},
                 {"keep", {{"qk", r.qk}, {"v", r.v}, {"mlp", r.mlp}, {"embed", r.embed}}},
                 {"heads_kept", s.heads > 0 ? s.heads : model.cfg.num_heads},
@@ -156,7 +164,7 @@ PruneResult prune_model(models::ViT& model, const PruneSettings& s,
                 {"macs_after", macs1},
                 {"flops_ratio", double(macs1) / double(macs0)},
                 {"mean_compensation", s.compensate},
-                {"calibration_images", st.images}};
+                {"calibration_images", calib_images}};
   res.model.cfg.pruning_record = res.record;
   return res;
 }

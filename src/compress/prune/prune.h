@@ -13,7 +13,7 @@
 
 namespace vs::prune {
 
-enum class Method { snp, l1 };
+enum class Method { snp, l1, taylor };
 Method parse_method(const std::string& s);
 const char* method_name(Method m);
 
@@ -38,7 +38,7 @@ struct PruneResult {
 void compensate_means(const models::ViT& model, const Graph& g, const Plan& plan, const CalibStats& st,
                       models::ViT& pruned);
 
-// calib: batches of preprocessed calibration images, needed by snp (ignored by l1). The input
+// calib: batches of preprocessed calibration images, needed by snp and taylor (ignored by l1). The input
 // model is used for calibration only and left as it was.
 PruneResult prune_model(models::ViT& model, const PruneSettings& s, const std::vector<Tensor>& calib,
                         bool progress = true);

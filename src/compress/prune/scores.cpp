@@ -33,14 +33,9 @@ double l1_of(const StateDict& sd, const Group& grp, int64_t j) {
   double s = 0;
   for (const Slot& sl : grp.slots) {
     const Tensor& t = sd.at(sl.tensor);
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < sl.axis; ++d) outer *= t.dim(d);
-    for (int d = sl.axis + 1; d < t.ndim(); ++d) inner *= t.dim(d);
-    const int64_t n = t.dim(sl.axis);
-    for (int64_t o = 0; o < outer; ++o) {
-      const float* p = t.f32() + (o * n + sl.offset + j) * inner;
-      for (int64_t i = 0; i < inner; ++i) s += std::abs(p[i]);
-    }
+    for_each_run(t, sl, j, [&](int64_t at, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) s += std::abs(t.f32()[at + i]);
+    });
   }
   return s;
 }
@@ -147,6 +142,26 @@ Orders l1_orders(const models::ViT& model, const Graph& g) {
     o.heads.push_back(heads_by_score(hs));
   }
   o.embed = l1_order(sd, g, DimKind::embed, -1);
+  return o;
+}
+
+Orders taylor_orders(const Graph& g, const TaylorScores& ts) {
+  check(ts.index.size() == g.groups.size(), "pruning: Taylor scores do not match the model");
+  // Scores of the items of one kind in one block, in items_of's order.
+  auto order = [&](DimKind kind, int block) {
+    auto items = items_of(g, kind, block);
+    std::vector<double> score;
+    for (auto& [gi, j] : items) score.push_back(ts.index[size_t(gi)][size_t(j)]);
+    return by_score(items, score);
+  };
+  Orders o;
+  for (int b = 0; b < int(ts.head.size()); ++b) {
+    o.qk.push_back(order(DimKind::qk, b));
+    o.v.push_back(order(DimKind::v, b));
+    o.mlp.push_back(order(DimKind::mlp, b));
+    o.heads.push_back(heads_by_score(ts.head[size_t(b)]));
+  }
+  o.embed = order(DimKind::embed, -1);
   return o;
 }
 

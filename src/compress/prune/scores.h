@@ -16,12 +16,14 @@
 //     embed activation-aware: sum over the layers that read the residual stream (qkv, fc1 of
 //           every block, head) of |x_c| |W[:, c]| / sum_c' |x_c'| |W[:, c']|.
 //     head  its share of the attention output: |A_h V_h W_proj,h^T|_F^2 over the calibration tokens.
+// taylor first-order Taylor scores from gradients (taylor.h); every kind ordered by its score.
 #pragma once
 #include <utility>
 #include <vector>
 
 #include "compress/prune/calib_stats.h"
 #include "compress/prune/graph.h"
+#include "compress/prune/taylor.h"
 
 namespace vs::prune {
 
@@ -35,5 +37,6 @@ struct Orders {
 
 Orders l1_orders(const models::ViT& model, const Graph& g);
 Orders snp_orders(const models::ViT& model, const Graph& g, const CalibStats& st);
+Orders taylor_orders(const Graph& g, const TaylorScores& ts);
 
 }  // namespace vs::prune
