@@ -37,6 +37,16 @@ Mat correlated_inputs(int64_t rows, int64_t in, unsigned seed) {
   return random_mat(rows, in, seed) * mix;
 }
 
+// Feeds row-major float copies of X' and X to `m`, `batch` rows at a time.
+void add_in_batches(compress::PairedMoments& m, const Mat& Xc, const Mat& X, int64_t batch) {
+  using RowF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const RowF fc = Xc.cast<float>(), fx = X.cast<float>();
+  for (int64_t i = 0; i < Xc.rows(); i += batch) {
+    const int64_t n = std::min(batch, Xc.rows() - i);
+    m.add(fc.data() + i * fc.cols(), fx.data() + i * fx.cols(), n);
+  }
+}
+
 double output_error(const Mat& X, const Mat& W, const compress::Factors& f) {
   return (X * W.transpose() - X * (f.A * f.B).transpose()).squaredNorm();
 }
@@ -86,11 +96,7 @@ TEST(LowRank, RefitUsesTheCompressedInputs) {
   const Mat Xc = X + 0.3 * random_mat(600, 24, 9);
   const compress::Vec b = random_mat(30, 1, 10).col(0);
   compress::PairedMoments m(24);
-  m.xtx_c = Xc.transpose() * Xc;
-  m.xtx_x = Xc.transpose() * X;
-  m.sum_c = Xc.colwise().sum().transpose();
-  m.sum_x = X.colwise().sum().transpose();
-  m.rows = 600;
+  add_in_batches(m, Xc, X, 128);
   const Mat Y = (X * W.transpose()).rowwise() + b.transpose();
   const Mat C = X.transpose() * X;
   for (int64_t r : {6, 12, 24}) {
@@ -101,6 +107,29 @@ TEST(LowRank, RefitUsesTheCompressedInputs) {
     EXPECT_LT(after, before) << "rank " << r;  // the optimum over rank r and bias: never worse
     if (r == 24) EXPECT_LT(after, 0.6 * before) << "full rank: plain least squares on X'";
   }
+}
+
+TEST(LowRank, PairedMomentsKeepPrecisionWhenTheMeanDwarfsTheSpread) {
+  // ViT activations have channels whose mean is ~100x their spread. Summing raw float products
+  // and centring at the end (the first version) lost the centred moments to cancellation; the
+  // per-batch centring and Chan's update must match a float64 two-pass computation.
+  const int64_t rows = 4000, in = 8;
+  Mat X = 0.05 * random_mat(rows, in, 21), Xc = X + 0.01 * random_mat(rows, in, 22);
+  for (int64_t j = 0; j < in; ++j) {
+    X.col(j).array() += 30.0 * double(j + 1);  // mean 30 .. 240, spread 0.05
+    Xc.col(j).array() += 30.0 * double(j + 1) + 0.5;
+  }
+  // The float32 values are what the model feeds; the reference uses exactly those values.
+  const Mat Xf = X.cast<float>().cast<double>(), Xcf = Xc.cast<float>().cast<double>();
+  const compress::Vec mc = Xcf.colwise().mean().transpose(), mx = Xf.colwise().mean().transpose();
+  const Mat Zc = Xcf.rowwise() - mc.transpose(), Zx = Xf.rowwise() - mx.transpose();
+  const Mat cc = Zc.transpose() * Zc, cx = Zc.transpose() * Zx;
+  compress::PairedMoments m(in);
+  add_in_batches(m, Xc, X, 333);  // uneven batches, the last one short
+  EXPECT_EQ(m.rows, rows);
+  EXPECT_LT((m.mean_c - mc).cwiseAbs().maxCoeff(), 1e-9 * mc.cwiseAbs().maxCoeff());
+  EXPECT_LT((m.cc - cc).norm(), 1e-4 * cc.norm()) << "centred X'^T X'";
+  EXPECT_LT((m.cx - cx).norm(), 1e-4 * cx.norm()) << "centred X'^T X";
 }
 
 TEST(LowRank, AllocatorsMeetTheBudget) {

@@ -23,6 +23,7 @@ void add_lowrank(CLI::App& app) {
     std::string calib, split, out, factorization = "activation", allocation = "uniform", rank_error = "channel";
     bool compensation = false;
     int batch = 16;
+    std::vector<std::string> keep_dense;
   };
   auto a = std::make_shared<Args>();
   add_model_args(cmd, *a);
@@ -53,6 +54,9 @@ void add_lowrank(CLI::App& app) {
   cmd->add_option("--damping", a->damping,
                   "ridge of the compensation least squares, relative to the mean input energy")
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--keep-dense", a->keep_dense,
+                  "layers to leave dense, by name (e.g. blocks.0.attn.qkv); layers with fewer calibration\n"
+                  "rows than inputs (the head: one row per image) are always left dense");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
   cmd->callback([a] {
     check(a->params > 0 || a->flops > 0, "lowrank needs a budget: --params R or --flops R, R in (0, 1]");
@@ -70,6 +74,7 @@ void add_lowrank(CLI::App& app) {
     s.compensate = a->compensation;
     s.damping = a->damping;
     s.batch = a->batch;
+    s.keep_dense = a->keep_dense;
     const int64_t params = m.num_params(), macs = m.macs_per_image();
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});

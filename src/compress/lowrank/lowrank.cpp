@@ -1,5 +1,6 @@
 #include "compress/lowrank/lowrank.h"
 
+#include <algorithm>
 #include <map>
 
 #include "compress/capture.h"
@@ -20,10 +21,6 @@ using MapF = Eigen::Map<const RowMatF>;
 void add_cross(Mat& acc, const float* a, const float* b, int64_t rows, int64_t in_a, int64_t in_b) {
   Eigen::MatrixXf prod = MapF(a, rows, in_a).transpose() * MapF(b, rows, in_b);
   acc += prod.cast<double>();
-}
-
-void add_sum(Vec& acc, const float* a, int64_t rows, int64_t in) {
-  acc += MapF(a, rows, in).colwise().sum().transpose().cast<double>();
 }
 
 Mat to_mat(const Tensor& t) {
@@ -68,8 +65,10 @@ struct Layer {
   Mat W;
   Tensor bias;
   Mat xtx;  // X^T X of the FP32 inputs
+  int64_t rows = 0;  // calibration rows behind xtx
   OutputSpectrum spectrum;
   int64_t rank = 0;  // 0: stays dense
+  std::string kept;  // why the layer is not factorised at all ("" = it may be)
 };
 
 struct StopForward {};  // ends a calibration forward pass once the layers of interest have run
@@ -128,11 +127,7 @@ void compensate(models::ViT& model, models::ViT& ref, std::vector<Layer>& layers
           PairedMoments& m = mom.at(name);
           const std::vector<float>& x = fp32_in.at(name);
           check(int64_t(x.size()) == c.rows * c.in, "low-rank: FP32 and compressed passes disagree on rows");
-          add_cross(m.xtx_c, c.x, c.x, c.rows, c.in, c.in);
-          add_cross(m.xtx_x, c.x, x.data(), c.rows, c.in, c.in);
-          add_sum(m.sum_c, c.x, c.rows, c.in);
-          add_sum(m.sum_x, x.data(), c.rows, c.in);
-          m.rows += c.rows;
+          m.add(c.x, x.data(), c.rows);
           if (++seen == want) throw StopForward{};
         }, is_down_of_group);
         forward_until(model, images);
@@ -165,14 +160,20 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
                             "); apply low rank to the float model, before quantisation");
     Tensor bias = d->bias().defined() ? d->bias() : Tensor::zeros({d->out_features()});
     index[name] = layers.size();
-    layers.push_back({name, slot, to_mat(d->weight()), bias, Mat::Zero(d->in_features(), d->in_features()), {}, 0});
+    layers.push_back({name, slot, to_mat(d->weight()), bias, Mat::Zero(d->in_features(), d->in_features()), 0, {}, 0, {}});
   }
+
+  for (auto& n : s.keep_dense) check(index.count(n) != 0, "low-rank: --keep-dense names no Linear layer: '" + n + "'");
 
   models::ViT ref = models::ViT::from_state_dict(model.cfg, model.state_dict(), "FP32 copy");
 
   // 1. X^T X of every layer's input on the FP32 model.
   {
-    Capture cap(model, [&](const Captured& c) { add_cross(layers[index.at(c.name)].xtx, c.x, c.x, c.rows, c.in, c.in); });
+    Capture cap(model, [&](const Captured& c) {
+      Layer& l = layers[index.at(c.name)];
+      add_cross(l.xtx, c.x, c.x, c.rows, c.in, c.in);
+      l.rows += c.rows;
+    });
     Progress bar("statistics", int64_t(calib.size()));
     for_each_batch(calib, s.batch, model, [&](const Tensor& images, size_t end) {
       model.forward(images);
@@ -185,11 +186,25 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   const bool flops = s.budget == LowRankSettings::Budget::flops;
   const double total = flops ? double(model.macs_per_image()) : double(model.num_params());
   std::vector<RankCandidate> cands;
+  std::vector<Layer*> eligible;
+  nlohmann::json kept_dense = nlohmann::json::object();
   for (auto& l : layers) {
+    // Fewer calibration rows than inputs (the head sees one pooled row per image): the fit would
+    // keep only the outputs of the calibration images (for the head: their classes' logits) and
+    // its compensation would interpolate them; measured 21.10 top-1 at 80 % with the head cut.
+    if (std::find(s.keep_dense.begin(), s.keep_dense.end(), l.name) != s.keep_dense.end())
+      l.kept = "asked (--keep-dense)";
+    else if (l.rows < l.W.cols())
+      l.kept = std::to_string(l.rows) + " calibration rows < " + std::to_string(l.W.cols()) + " inputs";
+    if (!l.kept.empty()) {
+      kept_dense[l.name] = l.kept;
+      continue;
+    }
     l.spectrum = output_spectrum(l.W, s.activation_aware ? &l.xtx : nullptr);
     const OutputSpectrum* sp = &l.spectrum;
     const double energy = std::max(sp->energy.sum(), 1e-300);
     const bool channel = s.rank_error == LowRankSettings::RankError::channel;
+    eligible.push_back(&l);
     cands.push_back({l.W.cols(), l.W.rows(), flops ? rows_per_image(model.cfg, l.name) : 1.0,
                      [sp, energy, channel](int64_t r) {
                        // Squared: the sum over layers then penalises one badly cut layer far more
@@ -201,11 +216,10 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   }
   const double to_save = total * (1.0 - s.fraction);
   auto ranks = s.mixed ? allocate_greedy(cands, to_save) : allocate_uniform(cands, to_save);
+  for (size_t i = 0; i < eligible.size(); ++i) eligible[i]->rank = ranks[i];
 
   nlohmann::json per_layer = nlohmann::json::object();
-  for (size_t i = 0; i < layers.size(); ++i) {
-    Layer& l = layers[i];
-    l.rank = ranks[i];
+  for (Layer& l : layers) {
     if (l.rank == 0) continue;
     Tensor bias = dynamic_cast<nn::DenseLinear*>(l.slot->get())->bias();
     *l.slot = low_rank_layer(factorize(l.W, l.spectrum, l.rank), bias);
@@ -227,6 +241,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
           {flops ? "macs_per_image" : "params", {{"before", total}, {"after", after}}},
           {"damping", s.damping},
           {"calibration_images", int64_t(calib.size())},
+          {"kept_dense", kept_dense},
           {"layers", per_layer}};
 }
 

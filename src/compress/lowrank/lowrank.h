@@ -39,6 +39,9 @@ struct LowRankSettings {
   bool compensate = false;         // closed-form error compensation
   double damping = 1e-4;           // ridge of the compensation least squares, x mean(diag X'^T X')
   int batch = 16;                  // calibration batch size
+  // Layers left dense (exact names, e.g. "head"). Layers with fewer calibration rows than inputs
+  // are always left dense (their statistics cannot support an activation-aware fit).
+  std::vector<std::string> keep_dense;
 };
 
 // Compresses `model` in place (its Linear layers must all be dense). calib_images: paths,
