@@ -20,9 +20,9 @@ void add_lowrank(CLI::App& app) {
     double params = 0, flops = 0, damping = 1e-4;
     // Defaults = the best measured combination on ViT-Ti (docs/lowrank.md): greedy mixed ranks
     // and compensation lowered top-1 in our measurements, so they are opt-in for now.
-    std::string calib, split, out, factorization = "activation", allocation = "uniform", rank_error = "channel";
+    std::string calib, split, out, factorization = "activation", allocation = "uniform", rank_error = "kl";
     bool compensation = false;
-    int batch = 16;
+    int batch = 16, sensitivity_images = 16;
     std::vector<std::string> keep_dense;
   };
   auto a = std::make_shared<Args>();
@@ -45,9 +45,14 @@ void add_lowrank(CLI::App& app) {
                   "ranks, smallest increase of squared relative output error per parameter (or MAC) saved")
       ->check(CLI::IsMember({"greedy", "uniform"}));
   cmd->add_option("--rank-error", a->rank_error,
-                  "what greedy allocation compares across layers: channel = mean over output channels of\n"
-                  "each channel's relative error (default); total = the layer's total relative error")
-      ->check(CLI::IsMember({"channel", "total"}));
+                  "what greedy allocation compares across layers: kl = the layer's output error scaled so\n"
+                  "that it predicts the KL of the model's output from FP32 measured with that layer alone cut\n"
+                  "(default; one forward pass per layer on --sensitivity-images images); channel = mean over\n"
+                  "output channels of each channel's relative error; total = the layer's total relative error")
+      ->check(CLI::IsMember({"kl", "channel", "total"}));
+  cmd->add_option("--sensitivity-images", a->sensitivity_images,
+                  "calibration images of the KL probes of --rank-error kl (default 16)")
+      ->check(CLI::Range(1, 100000));
   cmd->add_flag("--compensation", a->compensation,
                 "refit the factors block by block on the compressed model's own inputs (closed form;\n"
                 "lowered top-1 in our measurements - see docs/lowrank.md)");
@@ -69,8 +74,9 @@ void add_lowrank(CLI::App& app) {
     s.fraction = r;
     s.activation_aware = a->factorization == "activation";
     s.mixed = a->allocation == "greedy";
-    s.rank_error = a->rank_error == "channel" ? compress::LowRankSettings::RankError::channel
-                                              : compress::LowRankSettings::RankError::total;
+    using RE = compress::LowRankSettings::RankError;
+    s.rank_error = a->rank_error == "channel" ? RE::channel : a->rank_error == "total" ? RE::total : RE::kl;
+    s.sensitivity_images = a->sensitivity_images;
     s.compensate = a->compensation;
     s.damping = a->damping;
     s.batch = a->batch;

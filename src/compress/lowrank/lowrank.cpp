@@ -6,6 +6,7 @@
 #include "compress/capture.h"
 #include "compress/lowrank/allocate.h"
 #include "compress/lowrank/factorize.h"
+#include "compress/lowrank/sensitivity.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/preprocess.h"
@@ -150,6 +151,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   check(s.fraction > 0 && s.fraction <= 1, "low-rank: budget fraction must be in (0, 1], got " + std::to_string(s.fraction));
   check(s.damping >= 0, "low-rank: damping must be >= 0");
   check(s.batch >= 1, "low-rank: calibration batch must be >= 1");
+  check(s.sensitivity_images >= 1, "low-rank: sensitivity images must be >= 1");
   check(!calib.empty(), "low-rank needs calibration images (--calib)");
 
   std::vector<Layer> layers;
@@ -215,6 +217,25 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
                      }});
   }
   const double to_save = total * (1.0 - s.fraction);
+  nlohmann::json probes = nlohmann::json::object();
+  if (s.mixed && s.rank_error == LowRankSettings::RankError::kl) {
+    // Probe every layer alone at its uniform rank on a few calibration images; its error curve is
+    // scaled to predict that KL (KL ~ quadratic in the output error), so greedy compares layers
+    // by what they do to the logits. Summing the layers' KLs ignores their interaction.
+    const auto probe = allocate_uniform(cands, to_save);
+    std::vector<LayerSwap> swaps;
+    for (size_t i = 0; i < eligible.size(); ++i)
+      swaps.push_back({eligible[i]->slot, low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, probe[i]),
+                                                         eligible[i]->bias)});
+    const size_t n = std::min(calib.size(), size_t(s.sensitivity_images));
+    const auto kl = swap_kl(model, load_batch({calib.begin(), calib.begin() + long(n)}, model.cfg.pre), swaps, progress);
+    for (size_t i = 0; i < eligible.size(); ++i) {
+      const OutputSpectrum* sp = &eligible[i]->spectrum;
+      const double scale = kl[i] / std::max(sp->error_at(probe[i]), 1e-300);
+      cands[i].error = [sp, scale](int64_t r) { return scale * sp->error_at(r); };
+      probes[eligible[i]->name] = {{"rank", probe[i]}, {"kl", kl[i]}};
+    }
+  }
   auto ranks = s.mixed ? allocate_greedy(cands, to_save) : allocate_uniform(cands, to_save);
   for (size_t i = 0; i < eligible.size(); ++i) eligible[i]->rank = ranks[i];
 
@@ -235,7 +256,11 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   return {{"paper", "Azizi, Nazemi, Pedram - arXiv 2402.06004"},
           {"factorization", s.activation_aware ? "activation-aware" : "svd"},
           {"allocation", s.mixed ? "greedy mixed rank" : "uniform"},
-          {"rank_error", s.rank_error == LowRankSettings::RankError::channel ? "mean channel relative error" : "total relative error"},
+          {"rank_error", !s.mixed ? "none (uniform)"
+                         : s.rank_error == LowRankSettings::RankError::channel ? "mean channel relative error"
+                         : s.rank_error == LowRankSettings::RankError::total   ? "total relative error"
+                                                                               : "output error scaled to the measured KL of the model"},
+          {"sensitivity", probes},
           {"compensation", s.compensate ? "closed-form reduced-rank regression per block, forward order" : "none"},
           {"budget", {{flops ? "flops" : "params", s.fraction}}},
           {flops ? "macs_per_image" : "params", {{"before", total}, {"after", after}}},

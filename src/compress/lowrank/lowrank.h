@@ -34,8 +34,11 @@ struct LowRankSettings {
   // What the greedy allocation compares across layers (squared, summed over layers): the mean
   // over output channels of each channel's relative error (channel), or the layer's total
   // relative output error (total: dominated by the few huge channels ViTs have).
-  enum class RankError { channel, total };
-  RankError rank_error = RankError::channel;
+  // kl: the layer's output error, scaled per layer so that it predicts the KL divergence of the
+  // model's logits from FP32 measured with that layer alone cut to its uniform rank.
+  enum class RankError { channel, total, kl };
+  RankError rank_error = RankError::kl;
+  int sensitivity_images = 16;     // calibration images the KL probes run on
   bool compensate = false;         // closed-form error compensation
   double damping = 1e-4;           // ridge of the compensation least squares, x mean(diag X'^T X')
   int batch = 16;                  // calibration batch size
