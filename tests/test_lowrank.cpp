@@ -11,6 +11,7 @@
 
 #include "compress/lowrank/allocate.h"
 #include "compress/lowrank/factorize.h"
+#include "compress/lowrank/sensitivity.h"
 #include "core/error.h"
 #include "nn/lowrank_linear.h"
 #include "nn/quant_linear.h"
@@ -130,6 +131,18 @@ TEST(LowRank, PairedMomentsKeepPrecisionWhenTheMeanDwarfsTheSpread) {
   EXPECT_LT((m.mean_c - mc).cwiseAbs().maxCoeff(), 1e-9 * mc.cwiseAbs().maxCoeff());
   EXPECT_LT((m.cc - cc).norm(), 1e-4 * cc.norm()) << "centred X'^T X'";
   EXPECT_LT((m.cx - cx).norm(), 1e-4 * cx.norm()) << "centred X'^T X";
+}
+
+TEST(LowRank, MeanKlOfLogits) {
+  Tensor a({2, 3}), b({2, 3});
+  const float va[] = {1, 2, 3, 0, 0, 0}, vb[] = {1, 2, 3, std::log(2.f), 0, 0};
+  std::copy(va, va + 6, a.f32());
+  std::copy(vb, vb + 6, b.f32());
+  // Row 0 identical (KL 0); row 1: p uniform, q = (1/2, 1/4, 1/4): KL = sum 1/3 log((1/3)/q).
+  const double row1 = (std::log((1.0 / 3) / 0.5) + 2 * std::log((1.0 / 3) / 0.25)) / 3;
+  EXPECT_NEAR(compress::mean_kl(a, b), row1 / 2, 1e-7);
+  EXPECT_NEAR(compress::mean_kl(a, a), 0.0, 1e-12);
+  EXPECT_THROW(compress::mean_kl(a, Tensor({3, 2})), Error);
 }
 
 TEST(LowRank, AllocatorsMeetTheBudget) {
@@ -254,7 +267,7 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
                                       "n01440764_tench.JPEG\n";
   int st = 0;
   const std::string cmd = test::cli() + " lowrank " + m + " --params 0.9 --calib " + d + " --split " +
-                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --compensation --out ";
+                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --sensitivity-images 1 --compensation --out ";
   std::string out = test::run_output(cmd + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
   out = test::run_output(cmd + (tmp / "lr2"), &st);  // determinism: byte-identical
@@ -267,6 +280,11 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   const double before = cfg["lowrank"]["params"]["before"], after = cfg["lowrank"]["params"]["after"];
   EXPECT_LE(after, 0.9 * before);
   EXPECT_GE(after, 0.89 * before);
+  // The head sees 4 pooled rows for 192 inputs: left dense (cut, it lost most of top-1).
+  EXPECT_FALSE(cfg["lowrank"]["layers"].contains("head"));
+  EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("head"));
+  EXPECT_EQ(cfg["lowrank"]["sensitivity"].size(), cfg["lowrank"]["kept_dense"].size() == 1 ? 49u : 0u)
+      << "one KL probe per candidate layer";
   out = test::run_output(test::cli() + " info " + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
   EXPECT_NE(out.find("low-rank layer"), std::string::npos) << out;
@@ -275,10 +293,9 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   EXPECT_EQ(st, 0);
   EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;
 
-  // Low rank, then W8A8: both factors of every low-rank layer get quantised. Linear layers only:
-  // ptq observes the attention operands on the output of a layer named "...attn.qkv", which in a
-  // low-rank model is "...attn.qkv.up" (not handled by ptq yet; see docs/lowrank.md).
-  out = test::run_output(test::cli() + " quantize " + (tmp / "lr") + " --attn-bits 16 --prob-bits 16 --calib " + d + " --split " +
+  // Low rank, then W8A8: both factors of every low-rank layer get quantised, and the attention
+  // operands too (ptq observes them on the output of "...attn.qkv.up" in a low-rank model).
+  out = test::run_output(test::cli() + " quantize " + (tmp / "lr") + " --calib " + d + " --split " +
                              (tmp / "calib.txt") + " --out " + (tmp / "lrq"),
                          &st);
   ASSERT_EQ(st, 0) << out;
@@ -287,6 +304,8 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   EXPECT_TRUE(qcfg["quantization"]["layers"].contains(some + ".down"));
   EXPECT_TRUE(qcfg["quantization"]["layers"].contains(some + ".up"));
   EXPECT_EQ(qcfg["lowrank"]["layers"][some]["rank"], cfg["lowrank"]["layers"][some]["rank"]);
+  ASSERT_TRUE(qcfg["quantization"]["attention"].contains("blocks.0.attn")) << qcfg["quantization"].dump();
+  EXPECT_LT(qcfg["quantization"]["attention"]["blocks.0.attn"]["q_bits"].get<int>(), 16);
   out = test::run_output(test::cli() + " classify " + (tmp / "lrq") + " " + d + "/n01440764_tench.JPEG --top 1", &st);
   EXPECT_EQ(st, 0);
   EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;
