@@ -267,7 +267,7 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
                                       "n01440764_tench.JPEG\n";
   int st = 0;
   const std::string cmd = test::cli() + " lowrank " + m + " --params 0.9 --calib " + d + " --split " +
-                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --sensitivity-images 1 --compensation --out ";
+                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --rank-error kl --sensitivity-images 1 --compensation --out ";
   std::string out = test::run_output(cmd + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
   out = test::run_output(cmd + (tmp / "lr2"), &st);  // determinism: byte-identical

@@ -20,7 +20,7 @@ void add_lowrank(CLI::App& app) {
     double params = 0, flops = 0, damping = 1e-4;
     // Defaults = the best measured combination on ViT-Ti (docs/lowrank.md): greedy mixed ranks
     // and compensation lowered top-1 in our measurements, so they are opt-in for now.
-    std::string calib, split, out, factorization = "activation", allocation = "uniform", rank_error = "kl";
+    std::string calib, split, out, factorization = "activation", allocation = "uniform", rank_error = "channel";
     bool compensation = false;
     int batch = 16, sensitivity_images = 16;
     std::vector<std::string> keep_dense;
@@ -45,10 +45,11 @@ void add_lowrank(CLI::App& app) {
                   "ranks, smallest increase of squared relative output error per parameter (or MAC) saved")
       ->check(CLI::IsMember({"greedy", "uniform"}));
   cmd->add_option("--rank-error", a->rank_error,
-                  "what greedy allocation compares across layers: kl = the layer's output error scaled so\n"
-                  "that it predicts the KL of the model's output from FP32 measured with that layer alone cut\n"
-                  "(default; one forward pass per layer on --sensitivity-images images); channel = mean over\n"
-                  "output channels of each channel's relative error; total = the layer's total relative error")
+                  "what greedy allocation compares across layers: channel = mean over output channels of each\n"
+                  "channel's relative error (default); total = the layer's total relative error; kl = the\n"
+                  "layer's output error scaled so that it predicts the KL of the model's output from FP32\n"
+                  "measured with that layer alone cut to its uniform rank (one forward pass per layer on\n"
+                  "--sensitivity-images images; extrapolates badly far below that rank, docs/lowrank.md)")
       ->check(CLI::IsMember({"kl", "channel", "total"}));
   cmd->add_option("--sensitivity-images", a->sensitivity_images,
                   "calibration images of the KL probes of --rank-error kl (default 16)")

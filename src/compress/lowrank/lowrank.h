@@ -35,9 +35,10 @@ struct LowRankSettings {
   // over output channels of each channel's relative error (channel), or the layer's total
   // relative output error (total: dominated by the few huge channels ViTs have).
   // kl: the layer's output error, scaled per layer so that it predicts the KL divergence of the
-  // model's logits from FP32 measured with that layer alone cut to its uniform rank.
+  // model's logits from FP32 measured with that layer alone cut to its uniform rank (opt-in: the
+  // scaling extrapolates badly far below that rank; greedy then cut 12 layers to rank 1-38).
   enum class RankError { channel, total, kl };
-  RankError rank_error = RankError::kl;
+  RankError rank_error = RankError::channel;
   int sensitivity_images = 16;     // calibration images the KL probes run on
   bool compensate = false;         // closed-form error compensation
   double damping = 1e-4;           // ridge of the compensation least squares, x mean(diag X'^T X')
