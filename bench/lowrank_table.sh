@@ -7,6 +7,7 @@
 # Writes out/lowrank/P_VARIANT/ (model), .eval.json, .bench.json and prints one line per cell.
 # Heavy: one compression (~1-5 min) and one 872-image evaluation per cell on 2 cores.
 set -euo pipefail
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # no busy-waiting threads on a shared machine
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-../shared/models/vit_tiny_patch16_224.augreg_in21k_ft_in1k}
 DATA=${DATA:-../shared/data/imagenet-sample}

@@ -11,6 +11,7 @@
 
 #include "compress/lowrank/allocate.h"
 #include "compress/lowrank/factorize.h"
+#include "compress/lowrank/sensitivity.h"
 #include "core/error.h"
 #include "nn/lowrank_linear.h"
 #include "nn/quant_linear.h"
@@ -35,6 +36,16 @@ Mat correlated_inputs(int64_t rows, int64_t in, unsigned seed) {
   Mat mix = random_mat(in, in, seed + 1);
   for (int64_t j = 0; j < in; ++j) mix.row(j) *= std::pow(0.8, double(j));
   return random_mat(rows, in, seed) * mix;
+}
+
+// Feeds row-major float copies of X' and X to `m`, `batch` rows at a time.
+void add_in_batches(compress::PairedMoments& m, const Mat& Xc, const Mat& X, int64_t batch) {
+  using RowF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const RowF fc = Xc.cast<float>(), fx = X.cast<float>();
+  for (int64_t i = 0; i < Xc.rows(); i += batch) {
+    const int64_t n = std::min(batch, Xc.rows() - i);
+    m.add(fc.data() + i * fc.cols(), fx.data() + i * fx.cols(), n);
+  }
 }
 
 double output_error(const Mat& X, const Mat& W, const compress::Factors& f) {
@@ -86,11 +97,7 @@ TEST(LowRank, RefitUsesTheCompressedInputs) {
   const Mat Xc = X + 0.3 * random_mat(600, 24, 9);
   const compress::Vec b = random_mat(30, 1, 10).col(0);
   compress::PairedMoments m(24);
-  m.xtx_c = Xc.transpose() * Xc;
-  m.xtx_x = Xc.transpose() * X;
-  m.sum_c = Xc.colwise().sum().transpose();
-  m.sum_x = X.colwise().sum().transpose();
-  m.rows = 600;
+  add_in_batches(m, Xc, X, 128);
   const Mat Y = (X * W.transpose()).rowwise() + b.transpose();
   const Mat C = X.transpose() * X;
   for (int64_t r : {6, 12, 24}) {
@@ -101,6 +108,41 @@ TEST(LowRank, RefitUsesTheCompressedInputs) {
     EXPECT_LT(after, before) << "rank " << r;  // the optimum over rank r and bias: never worse
     if (r == 24) EXPECT_LT(after, 0.6 * before) << "full rank: plain least squares on X'";
   }
+}
+
+TEST(LowRank, PairedMomentsKeepPrecisionWhenTheMeanDwarfsTheSpread) {
+  // ViT activations have channels whose mean is ~100x their spread. Summing raw float products
+  // and centring at the end (the first version) lost the centred moments to cancellation; the
+  // per-batch centring and Chan's update must match a float64 two-pass computation.
+  const int64_t rows = 4000, in = 8;
+  Mat X = 0.05 * random_mat(rows, in, 21), Xc = X + 0.01 * random_mat(rows, in, 22);
+  for (int64_t j = 0; j < in; ++j) {
+    X.col(j).array() += 30.0 * double(j + 1);  // mean 30 .. 240, spread 0.05
+    Xc.col(j).array() += 30.0 * double(j + 1) + 0.5;
+  }
+  // The float32 values are what the model feeds; the reference uses exactly those values.
+  const Mat Xf = X.cast<float>().cast<double>(), Xcf = Xc.cast<float>().cast<double>();
+  const compress::Vec mc = Xcf.colwise().mean().transpose(), mx = Xf.colwise().mean().transpose();
+  const Mat Zc = Xcf.rowwise() - mc.transpose(), Zx = Xf.rowwise() - mx.transpose();
+  const Mat cc = Zc.transpose() * Zc, cx = Zc.transpose() * Zx;
+  compress::PairedMoments m(in);
+  add_in_batches(m, Xc, X, 333);  // uneven batches, the last one short
+  EXPECT_EQ(m.rows, rows);
+  EXPECT_LT((m.mean_c - mc).cwiseAbs().maxCoeff(), 1e-9 * mc.cwiseAbs().maxCoeff());
+  EXPECT_LT((m.cc - cc).norm(), 1e-4 * cc.norm()) << "centred X'^T X'";
+  EXPECT_LT((m.cx - cx).norm(), 1e-4 * cx.norm()) << "centred X'^T X";
+}
+
+TEST(LowRank, MeanKlOfLogits) {
+  Tensor a({2, 3}), b({2, 3});
+  const float va[] = {1, 2, 3, 0, 0, 0}, vb[] = {1, 2, 3, std::log(2.f), 0, 0};
+  std::copy(va, va + 6, a.f32());
+  std::copy(vb, vb + 6, b.f32());
+  // Row 0 identical (KL 0); row 1: p uniform, q = (1/2, 1/4, 1/4): KL = sum 1/3 log((1/3)/q).
+  const double row1 = (std::log((1.0 / 3) / 0.5) + 2 * std::log((1.0 / 3) / 0.25)) / 3;
+  EXPECT_NEAR(compress::mean_kl(a, b), row1 / 2, 1e-7);
+  EXPECT_NEAR(compress::mean_kl(a, a), 0.0, 1e-12);
+  EXPECT_THROW(compress::mean_kl(a, Tensor({3, 2})), Error);
 }
 
 TEST(LowRank, AllocatorsMeetTheBudget) {
@@ -225,7 +267,7 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
                                       "n01440764_tench.JPEG\n";
   int st = 0;
   const std::string cmd = test::cli() + " lowrank " + m + " --params 0.9 --calib " + d + " --split " +
-                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --compensation --out ";
+                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --rank-error kl --sensitivity-images 1 --compensation --out ";
   std::string out = test::run_output(cmd + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
   out = test::run_output(cmd + (tmp / "lr2"), &st);  // determinism: byte-identical
@@ -238,6 +280,11 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   const double before = cfg["lowrank"]["params"]["before"], after = cfg["lowrank"]["params"]["after"];
   EXPECT_LE(after, 0.9 * before);
   EXPECT_GE(after, 0.89 * before);
+  // The head sees 4 pooled rows for 192 inputs: left dense (cut, it lost most of top-1).
+  EXPECT_FALSE(cfg["lowrank"]["layers"].contains("head"));
+  EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("head"));
+  EXPECT_EQ(cfg["lowrank"]["sensitivity"].size(), cfg["lowrank"]["kept_dense"].size() == 1 ? 49u : 0u)
+      << "one KL probe per candidate layer";
   out = test::run_output(test::cli() + " info " + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
   EXPECT_NE(out.find("low-rank layer"), std::string::npos) << out;
@@ -246,10 +293,16 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   EXPECT_EQ(st, 0);
   EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;
 
-  // Low rank, then W8A8: both factors of every low-rank layer get quantised. Linear layers only:
-  // ptq observes the attention operands on the output of a layer named "...attn.qkv", which in a
-  // low-rank model is "...attn.qkv.up" (not handled by ptq yet; see docs/lowrank.md).
-  out = test::run_output(test::cli() + " quantize " + (tmp / "lr") + " --attn-bits 16 --prob-bits 16 --calib " + d + " --split " +
+  // Low rank (defaults: uniform ranks, no compensation - compensated on 4 images, the factors
+  // interpolate 788 rows for 768 inputs and the W8A8 model misclassifies), then W8A8: both factors
+  // of every low-rank layer get quantised, and the attention operands too (ptq observes them on
+  // the output of "...attn.qkv.up" in a low-rank model).
+  out = test::run_output(test::cli() + " lowrank " + m + " --params 0.9 --calib " + d + " --split " + (tmp / "calib.txt") +
+                             " --calib-batch 4 --out " + (tmp / "lrd"),
+                         &st);
+  ASSERT_EQ(st, 0) << out;
+  cfg = nlohmann::json::parse(std::ifstream(tmp / "lrd/config.json"));
+  out = test::run_output(test::cli() + " quantize " + (tmp / "lrd") + " --calib " + d + " --split " +
                              (tmp / "calib.txt") + " --out " + (tmp / "lrq"),
                          &st);
   ASSERT_EQ(st, 0) << out;
@@ -258,6 +311,8 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   EXPECT_TRUE(qcfg["quantization"]["layers"].contains(some + ".down"));
   EXPECT_TRUE(qcfg["quantization"]["layers"].contains(some + ".up"));
   EXPECT_EQ(qcfg["lowrank"]["layers"][some]["rank"], cfg["lowrank"]["layers"][some]["rank"]);
+  ASSERT_TRUE(qcfg["quantization"]["attention"].contains("blocks.0.attn")) << qcfg["quantization"].dump();
+  EXPECT_LT(qcfg["quantization"]["attention"]["blocks.0.attn"]["q_bits"].get<int>(), 16);
   out = test::run_output(test::cli() + " classify " + (tmp / "lrq") + " " + d + "/n01440764_tench.JPEG --top 1", &st);
   EXPECT_EQ(st, 0);
   EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;

@@ -22,7 +22,8 @@ void add_lowrank(CLI::App& app) {
     // and compensation lowered top-1 in our measurements, so they are opt-in for now.
     std::string calib, split, out, factorization = "activation", allocation = "uniform", rank_error = "channel";
     bool compensation = false;
-    int batch = 16;
+    int batch = 16, sensitivity_images = 16;
+    std::vector<std::string> keep_dense;
   };
   auto a = std::make_shared<Args>();
   add_model_args(cmd, *a);
@@ -44,15 +45,24 @@ void add_lowrank(CLI::App& app) {
                   "ranks, smallest increase of squared relative output error per parameter (or MAC) saved")
       ->check(CLI::IsMember({"greedy", "uniform"}));
   cmd->add_option("--rank-error", a->rank_error,
-                  "what greedy allocation compares across layers: channel = mean over output channels of\n"
-                  "each channel's relative error (default); total = the layer's total relative error")
-      ->check(CLI::IsMember({"channel", "total"}));
+                  "what greedy allocation compares across layers: channel = mean over output channels of each\n"
+                  "channel's relative error (default); total = the layer's total relative error; kl = the\n"
+                  "layer's output error scaled so that it predicts the KL of the model's output from FP32\n"
+                  "measured with that layer alone cut to its uniform rank (one forward pass per layer on\n"
+                  "--sensitivity-images images; extrapolates badly far below that rank, docs/lowrank.md)")
+      ->check(CLI::IsMember({"kl", "channel", "total"}));
+  cmd->add_option("--sensitivity-images", a->sensitivity_images,
+                  "calibration images of the KL probes of --rank-error kl (default 16)")
+      ->check(CLI::Range(1, 100000));
   cmd->add_flag("--compensation", a->compensation,
                 "refit the factors block by block on the compressed model's own inputs (closed form;\n"
                 "lowered top-1 in our measurements - see docs/lowrank.md)");
   cmd->add_option("--damping", a->damping,
                   "ridge of the compensation least squares, relative to the mean input energy")
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--keep-dense", a->keep_dense,
+                  "layers to leave dense, by name (e.g. blocks.0.attn.qkv); layers with fewer calibration\n"
+                  "rows than inputs (the head: one row per image) are always left dense");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
   cmd->callback([a] {
     check(a->params > 0 || a->flops > 0, "lowrank needs a budget: --params R or --flops R, R in (0, 1]");
@@ -65,11 +75,13 @@ void add_lowrank(CLI::App& app) {
     s.fraction = r;
     s.activation_aware = a->factorization == "activation";
     s.mixed = a->allocation == "greedy";
-    s.rank_error = a->rank_error == "channel" ? compress::LowRankSettings::RankError::channel
-                                              : compress::LowRankSettings::RankError::total;
+    using RE = compress::LowRankSettings::RankError;
+    s.rank_error = a->rank_error == "channel" ? RE::channel : a->rank_error == "total" ? RE::total : RE::kl;
+    s.sensitivity_images = a->sensitivity_images;
     s.compensate = a->compensation;
     s.damping = a->damping;
     s.batch = a->batch;
+    s.keep_dense = a->keep_dense;
     const int64_t params = m.num_params(), macs = m.macs_per_image();
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});

@@ -34,11 +34,18 @@ struct LowRankSettings {
   // What the greedy allocation compares across layers (squared, summed over layers): the mean
   // over output channels of each channel's relative error (channel), or the layer's total
   // relative output error (total: dominated by the few huge channels ViTs have).
-  enum class RankError { channel, total };
+  // kl: the layer's output error, scaled per layer so that it predicts the KL divergence of the
+  // model's logits from FP32 measured with that layer alone cut to its uniform rank (opt-in: the
+  // scaling extrapolates badly far below that rank; greedy then cut 12 layers to rank 1-38).
+  enum class RankError { channel, total, kl };
   RankError rank_error = RankError::channel;
+  int sensitivity_images = 16;     // calibration images the KL probes run on
   bool compensate = false;         // closed-form error compensation
   double damping = 1e-4;           // ridge of the compensation least squares, x mean(diag X'^T X')
   int batch = 16;                  // calibration batch size
+  // Layers left dense (exact names, e.g. "head"). Layers with fewer calibration rows than inputs
+  // are always left dense (their statistics cannot support an activation-aware fit).
+  std::vector<std::string> keep_dense;
 };
 
 // Compresses `model` in place (its Linear layers must all be dense). calib_images: paths,
