@@ -6,6 +6,7 @@
 
 #include "compress/capture.h"
 #include "compress/quant/agq.h"
+#include "compress/quant/attn_calib.h"
 #include "compress/quant/big.h"
 #include "compress/quant/smoothquant.h"
 #include "core/error.h"
@@ -25,10 +26,8 @@ bool is_edge(const std::string& name) {
 // Calibration statistics of one attention module's operands, and for the probability
 // quantizer's search a sample of its probabilities and values (first kSampleImages images).
 constexpr int64_t kSampleImages = 8;
-struct AttnObservers {
+struct AttnObservers : AttnStats {
   nn::Attention* attn = nullptr;
-  ActObserver q, k, v, p;
-  AttnSample sample;
   int64_t images = 0;
 
   // qkv: the qkv projection's output [B*N, qkv_width] for B images of N tokens.
@@ -65,44 +64,6 @@ struct AttnObservers {
     images += keep;
   }
 };
-
-// The attention quantisation of one module from its calibration statistics; `report` gets the
-// probability quantizers' errors ||Q(A) V - A V||^2 on the sample.
-kernels::AttnQuant attn_quant(const AttnObservers& o, const PtqSettings& s, nlohmann::json& report) {
-  kernels::AttnQuant a;
-  if (s.qk_bits < 16) {
-    a.q_bits = s.qk_bits;
-    a.k_bits = std::min(s.qk_bits, kernels::int8_exact_weight_bits(s.qk_bits));  // k is the s8 side
-    QParams q = o.q.finalize(a.q_bits, false, s.act_observer, s.percentile);
-    a.q_scale = q.scale[0];
-    a.q_zero = q.zero[0];
-    QParams k = o.k.finalize(a.k_bits, false, s.act_observer, s.percentile);
-    a.k_scale = k.scale[0];
-    a.k_zero = k.zero[0];
-  }
-  if (s.prob_bits < 16) {
-    a.p_bits = s.prob_bits;
-    a.v_bits = std::min(s.qk_bits < 16 ? s.qk_bits : s.abits, kernels::int8_exact_weight_bits(s.prob_bits));
-    QParams p = o.p.finalize(a.p_bits, false, s.act_observer, s.percentile);
-    check(p.zero[0] == 0, "attention probabilities: expected a zero point of 0 (probabilities are >= 0)");
-    a.p_scale = p.scale[0];
-    // Every candidate quantizer's error is measured (and reported); the setting picks one.
-    const double e_uniform = prob_error(o.sample, a.p_bits, {0, a.p_scale, 0});
-    auto per_tau = search_log2(o.sample, a.p_bits, {1, 2, 4});
-    ProbChoice agq = *std::min_element(per_tau.begin(), per_tau.end(),
-                                       [](const ProbChoice& x, const ProbChoice& y) { return x.error < y.error; });
-    report = {{"uniform", e_uniform}, {"log2", per_tau[0].error}, {"logsqrt2", per_tau[1].error},
-              {"agq", agq.error}, {"agq_tau", agq.tau}};
-    const ProbChoice pick = s.prob_quantizer == ProbQuantizer::log2       ? per_tau[0]
-                            : s.prob_quantizer == ProbQuantizer::logsqrt2 ? per_tau[1]
-                            : s.prob_quantizer == ProbQuantizer::agq      ? agq
-                                                                          : ProbChoice{0, a.p_scale, e_uniform};
-    a.p_tau = pick.tau;
-    a.p_scale = pick.scale;
-    a.v_scale = o.v.finalize(a.v_bits, true, s.act_observer, s.percentile).scale[0];
-  }
-  return a;
-}
 
 // Runs the model over the images in batches (what Capture callbacks observe).
 void forward_images(models::ViT& model, const std::vector<std::string>& images, int batch, bool progress,
@@ -274,19 +235,10 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       continue;
     }
     check(wb <= 8 && ab <= 8, "layer '" + name + "': integer execution needs weight and activation bits <= 8 (16 = leave float)");
-    const Tensor& w = dense->weight();
-    QParams wq = calibrate_weight(w.f32(), w.dim(0), w.dim(1), wb, true, Granularity::channel, 0,
-                                  s.weight_observer, s.percentile);
     const bool dyn = s.dynamic || std::any_of(s.dynamic_for.begin(), s.dynamic_for.end(), [&](const std::string& suf) {
                        return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
                      });
-    nn::ActQuant act{ab, dyn, 1.f, 0};
-    if (!dyn) {
-      QParams aq = observers.at(name).finalize(ab, false, s.act_observer, s.percentile);
-      act.scale = aq.scale[0];
-      act.zero = aq.zero[0];
-    }
-    *slot = nn::QuantLinear::from_dense(*dense, Tensor::from({w.dim(0)}, wq.scale), wb, act);
+    *slot = quantize_dense(*dense, wb, ab, dyn, dyn ? nullptr : &observers.at(name), s);
     per_layer[name] = {{"wbits", wb}, {"abits", ab}, {"dynamic", dyn}};
   }
 
