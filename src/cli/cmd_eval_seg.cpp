@@ -4,6 +4,7 @@
 #include "cli/common.h"
 #include "core/threading.h"
 #include "eval/segment.h"
+#include "nn/exec_mode.h"
 
 namespace vs::cli {
 
@@ -14,6 +15,7 @@ void add_eval_seg(CLI::App& app) {
     std::string model, data, split, prompt = "box", report;
     int threads = 0;
     int64_t limit = 0;
+    bool simulate = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "SAM model folder (written by import-sam)")->required();
@@ -28,8 +30,11 @@ void add_eval_seg(CLI::App& app) {
   cmd->add_option("--report", a->report, "write every instance's IoU and the mIoU to this JSON file");
   cmd->add_option("--limit", a->limit, "evaluate only the first N listed images")->check(CLI::Range(int64_t(1), int64_t(1) << 40));
   cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::Range(1, 1024));
+  cmd->add_flag("--simulate", a->simulate,
+                "run a quantised model's integer products as exact float math on the same codes (cross-check)");
   cmd->callback([a] {
     set_num_threads(a->threads);
+    nn::set_exec_mode(a->simulate ? nn::ExecMode::simulated : nn::ExecMode::integer);
     models::SamModel m = models::SamModel::load(a->model);
     auto kinds = eval::parse_seg_prompts(a->prompt);
     auto results = eval::evaluate_segmentation(m, a->data, a->split, kinds, a->limit);

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <fmt/ranges.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -26,6 +27,21 @@ static void print_sam_info(const std::string& path) {
              m.mask_decoder.layers.size(), m.mask_decoder.num_mask_tokens);
   fmt::print("parameters     {} ({:.2f} M): image encoder {:.2f} M, prompt encoder {:.3f} M, mask decoder {:.2f} M\n",
              enc + pe + dec, double(enc + pe + dec) / 1e6, double(enc) / 1e6, double(pe) / 1e6, double(dec) / 1e6);
+  if (m.config.contains("quantization")) {  // written by `vitshrink quantize`
+    const auto& q = m.config["quantization"];
+    int big = 0;
+    if (q["big"].is_object())
+      for (auto& [name, r] : q["big"].items()) big += r["flipped_channels"].get<int>() > 0;
+    std::vector<std::string> attn;
+    for (auto& a : m.attentions())
+      attn.push_back(a.core->quant.any() ? fmt::format("q/k {} p {}{}", a.core->quant.q_bits, a.core->quant.p_bits,
+                                                       a.core->quant.p_tau ? fmt::format(" log2 tau {}", a.core->quant.p_tau) : "")
+                                         : "float");
+    fmt::print("quantization   {} W{}A{}, calibrated on {} images; BIG: {}; attention: {}\n", q.value("method", "?"),
+               q["requested"].value("wbits", 0), q["requested"].value("abits", 0), q.value("calibration_images", 0),
+               q["big"].is_object() ? fmt::format("flipped in {} of {} modules", big, q["big"].size()) : std::string("off"),
+               fmt::join(attn, ", "));
+  }
   fmt::print("\n{:<64} {:<8} {:>6} {:>6} {:>10} {:>12}\n", "layer", "kind", "in", "out", "params", "bytes");
   for (auto& [name, layer] : m.linears()) {
     const nn::Linear& l = **layer;

@@ -4,12 +4,14 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/sam_quantize.h"
 #include "compress/quant/ptq.h"
 #include "compress/reconstruct/reconstruct.h"
 #include "core/error.h"
 #include "io/dataset.h"
 #include "kernels/gemm_int8.h"
 #include "models/load.h"
+#include "models/sam.h"
 
 namespace vs::cli {
 
@@ -33,7 +35,10 @@ void add_quantize(CLI::App& app) {
       "mode, the attention products q.k^T and P.v (q, k, v and the softmax probabilities per\n"
       "tensor). Writes a model folder that eval / classify / bench / info load directly.\n"
       "patch_embed and head use --edge-bits (8). Any point can stay float: --keep-float LAYER,\n"
-      "--attn-bits 16, --prob-bits 16.");
+      "--attn-bits 16, --prob-bits 16.\n"
+      "A SAM model folder (import-sam) is quantised the same way, encoder and decoder (convolutions\n"
+      "stay float), calibrated on --calib DIR (img/NAME.jpg + gt/NAME.png) --split FILE with each\n"
+      "instance's box and click prompts; --big and --prob-quantizer agq give PTQ4SAM.");
   struct Args : ModelArgs {
     int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
     bool dynamic = false, big = false, sqb = false, repq = false, optm = false, reconstruct = false;
@@ -99,7 +104,7 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--keep-float", a->keep_float, "Linear layers to leave in float, e.g. head");
   cmd->add_option("--dynamic-for", a->dynamic_for,
                   "layer-name suffixes that get per-token activation scales in static mode, e.g. mlp.fc2");
-  cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style)");
+  cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style; for SAM: img/ and gt/ as eval-seg reads)");
   cmd->add_option("--split", a->split, "file listing the calibration images (e.g. calib.txt)");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
   cmd->add_flag("--reconstruct", a->reconstruct,
@@ -123,7 +128,6 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--out", a->out, "output model folder")->required();
   cmd->callback([a] {
     a->dynamic = a->dynamic || a->method == "dynamic";
-    auto m = open_model(*a);
     quant::PtqSettings s;
     s.wbits = a->wbits;
     s.abits = a->abits;
@@ -145,6 +149,8 @@ void add_quantize(CLI::App& app) {
     s.keep_float = a->keep_float;
     s.dynamic_for = a->dynamic_for;
     s.batch = a->batch;
+    if (models::SamModel::is_sam_folder(a->path)) return quantize_sam_folder(*a, s, a->calib, a->split, a->out);
+    auto m = open_model(*a);
     std::vector<std::string> calib;
     if (!a->dynamic) {
       check(!a->calib.empty(), "static quantisation needs --calib DIR (and usually --split calib.txt), or use --dynamic");

@@ -30,8 +30,12 @@ class CapturingLinear final : public nn::Linear {
 }  // namespace
 
 Capture::Capture(models::ViT& model, CaptureFn fn, std::function<bool(const std::string&)> select)
+    : Capture(model.linears(), std::move(fn), std::move(select)) {}
+
+Capture::Capture(const std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>>& layers, CaptureFn fn,
+                 std::function<bool(const std::string&)> select)
     : fn_(std::move(fn)) {
-  for (auto& [name, slot] : model.linears()) {
+  for (auto& [name, slot] : layers) {
     if (select && !select(name)) continue;
     *slot = std::make_unique<CapturingLinear>(name, std::move(*slot), fn_);
     slots_.emplace_back(name, slot);

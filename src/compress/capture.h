@@ -27,6 +27,9 @@ class Capture {
  public:
   // Wraps the model's Linear layers whose names `select` accepts (all when empty).
   Capture(models::ViT& model, CaptureFn fn, std::function<bool(const std::string&)> select = {});
+  // The same for any model's named Linear slots (e.g. SamModel::linears()).
+  Capture(const std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>>& layers, CaptureFn fn,
+          std::function<bool(const std::string&)> select = {});
   ~Capture();  // restores the original layers
   Capture(const Capture&) = delete;
   Capture& operator=(const Capture&) = delete;

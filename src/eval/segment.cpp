@@ -103,30 +103,37 @@ double mask_iou(const Image& gt, const Tensor& logits) {
   return uni == 0 ? 1.0 : double(inter) / double(uni);
 }
 
-std::vector<SegResult> evaluate_segmentation(const models::SamModel& model, const std::string& dir,
-                                             const std::string& split, const std::vector<SegPrompt>& kinds,
-                                             int64_t limit) {
+std::vector<std::string> read_seg_split(const std::string& split) {
   std::vector<std::string> names;
-  {
-    std::string text = read_text(split), line;
-    for (size_t i = 0; i <= text.size(); ++i) {
-      if (i == text.size() || text[i] == '\n') {
-        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-        if (!line.empty()) names.push_back(line);
-        line.clear();
-      } else {
-        line += text[i];
-      }
+  std::string text = read_text(split), line;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    if (i == text.size() || text[i] == '\n') {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      if (!line.empty()) names.push_back(line);
+      line.clear();
+    } else {
+      line += text[i];
     }
   }
   check(!names.empty(), split + ": no images listed");
+  return names;
+}
+
+std::string seg_gt_path(const std::string& dir, const std::string& name) {
+  return (fs::path(dir) / "gt" / fs::path(name).replace_extension(".png")).string();
+}
+
+std::vector<SegResult> evaluate_segmentation(const models::SamModel& model, const std::string& dir,
+                                             const std::string& split, const std::vector<SegPrompt>& kinds,
+                                             int64_t limit) {
+  std::vector<std::string> names = read_seg_split(split);
   if (limit > 0 && int64_t(names.size()) > limit) names.resize(size_t(limit));
   std::vector<SegResult> results(kinds.size());
   std::vector<double> sums(kinds.size(), 0.0);
   Progress bar("eval-seg", int64_t(names.size()));
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string img_path = (fs::path(dir) / "img" / names[i]).string();
-    const std::string gt_path = (fs::path(dir) / "gt" / fs::path(names[i]).replace_extension(".png")).string();
+    const std::string gt_path = seg_gt_path(dir, names[i]);
     Image img = load_image(img_path), gt = load_gray(gt_path);
     check(gt.width == img.width && gt.height == img.height, gt_path + ": mask size differs from its image");
     models::SamImageInput in = model.preprocess(img);

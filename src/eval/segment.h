@@ -31,6 +31,10 @@ struct SegResult {
   double miou = 0;
 };
 
+// The NAME.jpg lines of a split file (blank lines skipped); throws when there are none.
+std::vector<std::string> read_seg_split(const std::string& split);
+std::string seg_gt_path(const std::string& dir, const std::string& name);  // DIR/gt/NAME.png
+
 // DIR/img/NAME.jpg with DIR/gt/NAME.png for each NAME.jpg listed in `split`; one result per
 // prompt kind, all from the same image embedding (the encoder runs once per image).
 std::vector<SegResult> evaluate_segmentation(const models::SamModel& model, const std::string& dir,

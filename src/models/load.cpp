@@ -52,11 +52,7 @@ static nlohmann::json read_json(const std::string& path) {
 
 // config.json "quantization": {"layers": {"blocks.0.attn.qkv": {"wbits", "abits", "dynamic"}},
 //                                "attention": {"blocks.0.attn": {"q_bits", "k_bits", "v_bits", "p_bits"}}}
-struct QuantSpecs {
-  std::map<std::string, nn::LinearSpec> layers;
-  std::map<std::string, nn::AttnSpec> attention;
-};
-static QuantSpecs quantized_layers(const nlohmann::json& j, const std::string& path) {
+QuantSpecs read_quant_specs(const nlohmann::json& j, const std::string& path) {
   QuantSpecs out;
   if (!j.contains("quantization")) return out;
   try {
@@ -122,7 +118,7 @@ ViT load_model(const std::string& path, const std::string& arch) {
     check(fs::exists(config), weights + ": no config.json beside it; pass --arch NAME (e.g. vit_tiny_patch16_224)");
     nlohmann::json j = read_json(config);
     cfg = vit_config_from_json(j, config);
-    quantized = quantized_layers(j, config);
+    quantized = read_quant_specs(j, config);
     lowrank_layers(j, config, quantized.layers);
   }
   return ViT::from_state_dict(cfg, sd, weights, quantized.layers, quantized.attention);

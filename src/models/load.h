@@ -4,11 +4,21 @@
 //   FILE.safetensors | FILE.pth | FILE.pt | FILE.bin with --arch NAME (or config.json beside it).
 #pragma once
 #include <nlohmann/json.hpp>
+#include <map>
 #include <string>
 
 #include "models/vit.h"
+#include "nn/params.h"
 
 namespace vs::models {
+
+// config.json's "quantization" section as the loaders need it (layers and attention modules by
+// name prefix); empty when there is none. Throws naming `path` on a malformed section.
+struct QuantSpecs {
+  std::map<std::string, nn::LinearSpec> layers;
+  std::map<std::string, nn::AttnSpec> attention;
+};
+QuantSpecs read_quant_specs(const nlohmann::json& config, const std::string& path);
 
 ViT load_model(const std::string& path, const std::string& arch = "");
 

@@ -7,6 +7,7 @@
 #include "io/file.h"
 #include "io/preprocess.h"
 #include "io/safetensors.h"
+#include "models/load.h"
 
 namespace vs::models {
 namespace fs = std::filesystem;
@@ -35,6 +36,9 @@ SamModel SamModel::load(const std::string& dir) {
   check(m.config.value("architecture", "") == "sam", cfg_path + ": not a SAM model (\"architecture\" is not \"sam\")");
   StateDict sd = load_safetensors(weights).tensors;
   nn::ParamReader p(sd, weights);
+  QuantSpecs specs = read_quant_specs(m.config, cfg_path);  // a quantised model (vitshrink quantize)
+  p.linear_specs = specs.layers;
+  p.attn_specs = specs.attention;
   try {
     m.encoder = TinyViT::load(TinyViTConfig::from_json(m.config.at("image_encoder"), cfg_path), p, "image_encoder.");
     m.prompt_encoder = load_prompt_encoder(m.config.at("prompt_encoder"), p);
@@ -64,6 +68,12 @@ StateDict SamModel::state_dict() const {
 std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> SamModel::linears() {
   auto out = encoder.linears("image_encoder.");
   for (auto& l : mask_decoder.linears()) out.push_back(l);
+  return out;
+}
+
+std::vector<nn::MhaModule> SamModel::attentions() {
+  auto out = encoder.attentions("image_encoder.");
+  for (auto& a : mask_decoder.attentions()) out.push_back(a);
   return out;
 }
 

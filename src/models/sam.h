@@ -48,6 +48,8 @@ class SamModel {
   // Every Linear layer (encoder 1x1 convs, attention and MLP layers; decoder projections and
   // heads) with its name, for compression stages and `info`.
   std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> linears();
+  // Every attention module (encoder windows, decoder self / cross attention), for quantisation.
+  std::vector<nn::MhaModule> attentions();
 
   SamImageInput preprocess(const Image& img) const;
   Tensor embed(const SamImageInput& in) const;  // [C, grid, grid]

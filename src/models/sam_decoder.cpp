@@ -43,9 +43,14 @@ std::vector<std::unique_ptr<nn::Linear>> load_mlp(nn::ParamReader& p, const std:
 
 SamAttention load_attention(nn::ParamReader& p, const std::string& prefix, int64_t C, int64_t inner, int64_t heads) {
   check(inner % heads == 0, p.source() + ": " + prefix + ": width not divisible by heads");
-  return {nn::load_linear(p, prefix + ".q_proj", inner, C, true), nn::load_linear(p, prefix + ".k_proj", inner, C, true),
-          nn::load_linear(p, prefix + ".v_proj", inner, C, true), nn::load_linear(p, prefix + ".out_proj", C, inner, true),
-          heads};
+  SamAttention a;
+  a.q = nn::load_linear(p, prefix + ".q_proj", inner, C, true);
+  a.k = nn::load_linear(p, prefix + ".k_proj", inner, C, true);
+  a.v = nn::load_linear(p, prefix + ".v_proj", inner, C, true);
+  a.out = nn::load_linear(p, prefix + ".out_proj", C, inner, true);
+  a.heads = heads;
+  a.core.load(p, prefix);
+  return a;
 }
 
 UpConv2x2 load_upconv(nn::ParamReader& p, const std::string& prefix, int64_t in, int64_t out) {
@@ -154,8 +159,7 @@ Tensor SamAttention::forward(const Tensor& q_in, const Tensor& k_in, const Tenso
   Tensor qp = q->forward(q_in), kp = k->forward(k_in), vp = v->forward(v_in);
   const int64_t Nq = qp.dim(0), Nk = kp.dim(0), I = qp.dim(1), d = I / heads;
   Tensor ctx = Tensor::empty({Nq, I});
-  kernels::mha_f32(qp.f32(), kp.f32(), vp.f32(), ctx.f32(), {1, Nq, Nk, heads, d, d, I, I, I, I},
-                   1.f / std::sqrt(float(d)));
+  core.forward(qp.f32(), kp.f32(), vp.f32(), ctx.f32(), {1, Nq, Nk, heads, d, d, I, I, I, I}, 1.f / std::sqrt(float(d)));
   return out->forward(ctx);
 }
 
@@ -271,6 +275,20 @@ std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> MaskDecoder::l
   return out;
 }
 
+std::vector<nn::MhaModule> MaskDecoder::attentions() {
+  std::vector<nn::MhaModule> out;
+  auto attn = [&](const std::string& s, SamAttention& a) { out.push_back({s, &a.core, &a.q, &a.k, 0}); };
+  const std::string P = "mask_decoder.transformer.";
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string s = P + "layers." + std::to_string(i);
+    attn(s + ".self_attn", layers[i].self_attn);
+    attn(s + ".cross_attn_token_to_image", layers[i].t2i);
+    attn(s + ".cross_attn_image_to_token", layers[i].i2t);
+  }
+  attn(P + "final_attn_token_to_image", final_attn);
+  return out;
+}
+
 void MaskDecoder::save(StateDict& out) const {
   const std::string P = "mask_decoder.";
   out[P + "iou_token.weight"] = iou_token;
@@ -287,6 +305,7 @@ void MaskDecoder::save(StateDict& out) const {
   up1.save(P + "output_upscaling.1", out);
   up3.save(P + "output_upscaling.3", out);
   for (auto& [name, l] : const_cast<MaskDecoder*>(this)->linears()) (*l)->save(name, out);
+  for (auto& a : const_cast<MaskDecoder*>(this)->attentions()) a.core->save(a.name, out);
 }
 
 MaskDecoder load_mask_decoder(const nlohmann::json& cfg, nn::ParamReader& p) {

@@ -13,6 +13,7 @@
 #include "nn/conv2d.h"
 #include "nn/layernorm.h"
 #include "nn/linear.h"
+#include "nn/mha_core.h"
 
 namespace vs::models {
 
@@ -42,6 +43,7 @@ struct PromptEncoder {
 struct SamAttention {
   std::unique_ptr<nn::Linear> q, k, v, out;
   int64_t heads = 8;
+  nn::MhaCore core;  // softmax(q k^T / sqrt(d)) v (float or quantised)
   Tensor forward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in) const;  // [Nq,C],[Nk,C],[Nk,C]
 };
 
@@ -83,6 +85,7 @@ struct MaskDecoder {
                             const Tensor& dense, int64_t grid) const;
   void save(StateDict& out) const;
   std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> linears();
+  std::vector<nn::MhaModule> attentions();
 };
 
 // SamOnnxModel's choice: with fewer than 3 prompt points (padding included) the best-scoring

@@ -117,8 +117,8 @@ void TinyViTBlock::forward(Tensor& x, int64_t H, int64_t W) const {
   qkv->forward(win.f32(), qkv_out.f32(), rows);
   Tensor ctx = Tensor::empty({rows, C});
   const float* q = qkv_out.f32();
-  kernels::mha_f32(q, q + C, q + 2 * C, ctx.f32(), {win.dim(0), N, N, heads, d, d, 3 * C, 3 * C, 3 * C, C},
-                   1.f / std::sqrt(float(d)), bias_table.f32());
+  core.forward(q, q + C, q + 2 * C, ctx.f32(), {win.dim(0), N, N, heads, d, d, 3 * C, 3 * C, 3 * C, C},
+               1.f / std::sqrt(float(d)), bias_table.f32());
   proj->forward(ctx.f32(), win.f32(), rows);
   window_reverse_add(win, x, H, W, w);
 
@@ -168,6 +168,7 @@ TinyViT TinyViT::load(const TinyViTConfig& cfg, nn::ParamReader& p, const std::s
       blk.attention_biases = p.get(s + ".attn.attention_biases", {H, w * w});
       blk.bias_table = expand_attention_biases(blk.attention_biases, w);
       blk.local_conv = nn::Conv2d::load(p, s + ".local_conv.c", depthwise(C, k, 1), true);
+      blk.core.load(p, s + ".attn");
       blk.mlp_norm = nn::LayerNorm::load(p, s + ".mlp.norm", C, cfg.norm_eps);
       blk.fc1 = nn::load_linear(p, s + ".mlp.fc1", C * cfg.mlp_ratio, C, true);
       blk.fc2 = nn::load_linear(p, s + ".mlp.fc2", C, C * cfg.mlp_ratio, true);
@@ -207,6 +208,17 @@ std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> TinyViT::linea
   return out;
 }
 
+std::vector<nn::MhaModule> TinyViT::attentions(const std::string& pre) {
+  std::vector<nn::MhaModule> out;
+  for (size_t st = 0; st < stages.size(); ++st)
+    for (size_t b = 0; b < stages[st].size(); ++b) {
+      auto& blk = stages[st][b];
+      out.push_back({pre + "layers." + std::to_string(st + 1) + ".blocks." + std::to_string(b) + ".attn", &blk.core,
+                     &blk.qkv, &blk.qkv, blk.dim});
+    }
+  return out;
+}
+
 void TinyViT::save(const std::string& pre, StateDict& out) const {
   stem0.save(pre + "patch_embed.seq.0.c", out);
   stem1.save(pre + "patch_embed.seq.2.c", out);
@@ -221,6 +233,7 @@ void TinyViT::save(const std::string& pre, StateDict& out) const {
       blk.attn_norm.save(s + ".attn.norm", out);
       out[s + ".attn.attention_biases"] = blk.attention_biases;
       blk.local_conv.save(s + ".local_conv.c", out);
+      blk.core.save(s + ".attn", out);
       blk.mlp_norm.save(s + ".mlp.norm", out);
     }
   neck1.save(pre + "neck.1", out);

@@ -15,6 +15,7 @@
 #include "nn/conv2d.h"
 #include "nn/layernorm.h"
 #include "nn/linear.h"
+#include "nn/mha_core.h"
 
 namespace vs::models {
 
@@ -48,6 +49,7 @@ struct TinyViTBlock {
   Tensor attention_biases;  // [heads, window*window] (what is stored)
   Tensor bias_table;        // [heads, N, N] with N = window^2, expanded once at load
   nn::Conv2d local_conv;    // 3x3 depthwise
+  nn::MhaCore core;         // softmax(q k^T / sqrt(d) + bias) v of the windows (float or quantised)
   // x: [H*W, dim] tokens of one image at resolution H x W, updated in place.
   void forward(Tensor& x, int64_t H, int64_t W) const;
 };
@@ -67,6 +69,7 @@ class TinyViT {
   void save(const std::string& prefix, StateDict& out) const;
   // Every Linear layer with its name, for compression stages.
   std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> linears(const std::string& prefix);
+  std::vector<nn::MhaModule> attentions(const std::string& prefix);
 
   // image: [3, img_size, img_size] preprocessed. Returns [out_chans, S, S] (S = out_size()).
   Tensor forward(const Tensor& image) const;

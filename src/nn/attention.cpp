@@ -28,7 +28,7 @@ static Tensor zero_tensor(int32_t v) {
   return z;
 }
 
-static kernels::AttnQuant load_attn_quant(ParamReader& p, const std::string& prefix, const AttnSpec& spec) {
+kernels::AttnQuant load_attn_quant(ParamReader& p, const std::string& prefix, const AttnSpec& spec) {
   kernels::AttnQuant q;
   q.q_bits = spec.q_bits;
   q.k_bits = spec.k_bits;
@@ -87,7 +87,10 @@ void Attention::forward(const float* x, float* y, int64_t B, int64_t N) const {
 void Attention::save(const std::string& prefix, StateDict& out) const {
   qkv->save(prefix + ".qkv", out);
   proj->save(prefix + ".proj", out);
-  const auto& q = quant;
+  save_attn_quant(prefix, quant, out);
+}
+
+void save_attn_quant(const std::string& prefix, const kernels::AttnQuant& q, StateDict& out) {
   if (q.q_bits < 16) {
     out[prefix + ".q_scale"] = Tensor::from({1}, {q.q_scale});
     out[prefix + ".q_zero"] = zero_tensor(q.q_zero);

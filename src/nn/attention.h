@@ -26,4 +26,9 @@ struct Attention {
   void save(const std::string& prefix, StateDict& out) const;
 };
 
+// The quantisation parameters of one attention module, as Attention::load / save read and write
+// them (also used by nn/mha_core.h).
+kernels::AttnQuant load_attn_quant(ParamReader& p, const std::string& prefix, const AttnSpec& spec);
+void save_attn_quant(const std::string& prefix, const kernels::AttnQuant& q, StateDict& out);
+
 }  // namespace vs::nn

@@ -47,9 +47,10 @@ void quantized_probs(const std::vector<float>& a, int bits, const ProbChoice& c,
   for (int64_t i = 0; i < n; ++i) out[size_t(i)] = float(table[codes[size_t(i)]]) * unit;
 }
 
-void times_v(const std::vector<float>& a, const std::vector<float>& v, int64_t N, int64_t dv, std::vector<float>& y) {
+void times_v(const std::vector<float>& a, const std::vector<float>& v, int64_t N, int64_t Nk, int64_t dv,
+             std::vector<float>& y) {
   y.resize(size_t(N * dv));
-  kernels::matmul_strided({a.data(), {N, N}, {N, 1}}, {v.data(), {N, dv}, {dv, 1}}, y.data(), {N, dv}, {dv, 1});
+  kernels::matmul_strided({a.data(), {N, Nk}, {Nk, 1}}, {v.data(), {Nk, dv}, {dv, 1}}, y.data(), {N, dv}, {dv, 1});
 }
 
 }  // namespace
@@ -57,12 +58,13 @@ void times_v(const std::vector<float>& a, const std::vector<float>& v, int64_t N
 double prob_error(const AttnSample& s, int bits, const ProbChoice& c) {
   double err = 0;
   std::vector<float> qa, ref, got;
+  const int64_t Nk = s.Nk > 0 ? s.Nk : s.N;
   for (size_t i = 0; i < s.probs.size(); ++i) {
-    const int64_t dv = int64_t(s.v[i].size()) / s.N;
+    const int64_t dv = int64_t(s.v[i].size()) / Nk;
     if (dv == 0) continue;
-    times_v(s.probs[i], s.v[i], s.N, dv, ref);
+    times_v(s.probs[i], s.v[i], s.N, Nk, dv, ref);
     quantized_probs(s.probs[i], bits, c, qa);
-    times_v(qa, s.v[i], s.N, dv, got);
+    times_v(qa, s.v[i], s.N, Nk, dv, got);
     for (size_t j = 0; j < ref.size(); ++j) err += std::pow(double(got[j]) - double(ref[j]), 2);
   }
   return err;

@@ -23,9 +23,10 @@ std::string prob_quantizer_name(ProbQuantizer q);
 // Calibration samples of one attention module: for a few images, every head's probabilities
 // and values.
 struct AttnSample {
-  int64_t N = 0;                          // tokens
-  std::vector<std::vector<float>> probs;  // per (image, head): [N, N]
-  std::vector<std::vector<float>> v;      // per (image, head): [N, v_dim]
+  int64_t N = 0;                          // tokens (queries)
+  int64_t Nk = 0;                         // keys; 0: N (self-attention)
+  std::vector<std::vector<float>> probs;  // per (image, head): [N, Nk]
+  std::vector<std::vector<float>> v;      // per (image, head): [Nk, v_dim]
 };
 
 struct ProbChoice {

@@ -84,18 +84,27 @@ BigDecision decide_big(const std::vector<float>& keys, int64_t qk, const std::ve
 }
 
 void apply_big(nn::Attention& attn, const std::vector<int64_t>& channels) {
-  auto* dense = dynamic_cast<nn::DenseLinear*>(attn.qkv.get());
-  check(dense != nullptr, "BIG: the qkv projection must be a float (dense) layer");
-  const int64_t qk = attn.heads.qk_total(), K = dense->in_features();
-  Tensor w = dense->weight().clone(), b = dense->bias().defined() ? dense->bias().clone() : Tensor();
+  const int64_t qk = attn.heads.qk_total();
+  std::vector<int64_t> rows;
   for (int64_t c : channels) {
     check(c >= 0 && c < qk, "BIG: channel out of range");
-    for (int64_t row : {c, qk + c}) {
-      for (int64_t k = 0; k < K; ++k) w.f32()[row * K + k] = -w.f32()[row * K + k];
-      if (b.defined()) b.f32()[row] = -b.f32()[row];
-    }
+    rows.push_back(c);
+    rows.push_back(qk + c);
   }
-  attn.qkv = std::make_unique<nn::DenseLinear>(w, b);
+  negate_rows(attn.qkv, rows);
+}
+
+void negate_rows(std::unique_ptr<nn::Linear>& layer, const std::vector<int64_t>& rows) {
+  auto* dense = dynamic_cast<nn::DenseLinear*>(layer.get());
+  check(dense != nullptr, "BIG: the query and key projections must be float (dense) layers");
+  const int64_t K = dense->in_features();
+  Tensor w = dense->weight().clone(), b = dense->bias().defined() ? dense->bias().clone() : Tensor();
+  for (int64_t row : rows) {
+    check(row >= 0 && row < dense->out_features(), "BIG: row out of range");
+    for (int64_t k = 0; k < K; ++k) w.f32()[row * K + k] = -w.f32()[row * K + k];
+    if (b.defined()) b.f32()[row] = -b.f32()[row];
+  }
+  layer = std::make_unique<nn::DenseLinear>(w, b);
 }
 
 }  // namespace vs::quant

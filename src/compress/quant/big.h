@@ -38,5 +38,7 @@ BigDecision decide_big(const std::vector<float>& keys, int64_t qk, const std::ve
 
 // Negates rows c (query) and qk_total + c (key) of the dense qkv projection, weight and bias.
 void apply_big(nn::Attention& attn, const std::vector<int64_t>& channels);
+// The same for any projections: negates the given rows of a dense layer, weight and bias.
+void negate_rows(std::unique_ptr<nn::Linear>& layer, const std::vector<int64_t>& rows);
 
 }  // namespace vs::quant

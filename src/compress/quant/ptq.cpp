@@ -9,6 +9,7 @@
 
 #include "compress/capture.h"
 #include "compress/quant/agq.h"
+#include "compress/quant/attn_calib.h"
 #include "compress/quant/big.h"
 #include "compress/quant/mixed.h"
 #include "compress/quant/optm.h"
@@ -31,10 +32,8 @@ bool is_edge(const std::string& name) {
 // Calibration statistics of one attention module's operands, and for the probability
 // quantizer's search a sample of its probabilities and values (first kSampleImages images).
 constexpr int64_t kSampleImages = 8;
-struct AttnObservers {
+struct AttnObservers : AttnStats {
   nn::Attention* attn = nullptr;
-  ActObserver q, k, v, p;
-  AttnSample sample;
   int64_t images = 0;
 
   // qkv: the qkv projection's output [B*N, qkv_width] for B images of N tokens.
@@ -71,44 +70,6 @@ struct AttnObservers {
     images += keep;
   }
 };
-
-// The attention quantisation of one module from its calibration statistics; `report` gets the
-// probability quantizers' errors ||Q(A) V - A V||^2 on the sample.
-kernels::AttnQuant attn_quant(const AttnObservers& o, const PtqSettings& s, nlohmann::json& report) {
-  kernels::AttnQuant a;
-  if (s.qk_bits < 16) {
-    a.q_bits = s.qk_bits;
-    a.k_bits = std::min(s.qk_bits, kernels::int8_exact_weight_bits(s.qk_bits));  // k is the s8 side
-    QParams q = o.q.finalize(a.q_bits, false, s.act_observer, s.percentile);
-    a.q_scale = q.scale[0];
-    a.q_zero = q.zero[0];
-    QParams k = o.k.finalize(a.k_bits, false, s.act_observer, s.percentile);
-    a.k_scale = k.scale[0];
-    a.k_zero = k.zero[0];
-  }
-  if (s.prob_bits < 16) {
-    a.p_bits = s.prob_bits;
-    a.v_bits = std::min(s.qk_bits < 16 ? s.qk_bits : s.abits, kernels::int8_exact_weight_bits(s.prob_bits));
-    QParams p = o.p.finalize(a.p_bits, false, s.act_observer, s.percentile);
-    check(p.zero[0] == 0, "attention probabilities: expected a zero point of 0 (probabilities are >= 0)");
-    a.p_scale = p.scale[0];
-    // Every candidate quantizer's error is measured (and reported); the setting picks one.
-    const double e_uniform = prob_error(o.sample, a.p_bits, {0, a.p_scale, 0});
-    auto per_tau = search_log2(o.sample, a.p_bits, {1, 2, 4});
-    ProbChoice agq = *std::min_element(per_tau.begin(), per_tau.end(),
-                                       [](const ProbChoice& x, const ProbChoice& y) { return x.error < y.error; });
-    report = {{"uniform", e_uniform}, {"log2", per_tau[0].error}, {"logsqrt2", per_tau[1].error},
-              {"agq", agq.error}, {"agq_tau", agq.tau}};
-    const ProbChoice pick = s.prob_quantizer == ProbQuantizer::log2       ? per_tau[0]
-                            : s.prob_quantizer == ProbQuantizer::logsqrt2 ? per_tau[1]
-                            : s.prob_quantizer == ProbQuantizer::agq      ? agq
-                                                                          : ProbChoice{0, a.p_scale, e_uniform};
-    a.p_tau = pick.tau;
-    a.p_scale = pick.scale;
-    a.v_scale = o.v.finalize(a.v_bits, true, s.act_observer, s.percentile).scale[0];
-  }
-  return a;
-}
 
 // Runs the model over the images in batches (what Capture callbacks observe).
 void forward_images(models::ViT& model, const std::vector<std::string>& images, int batch, bool progress,

@@ -1,0 +1,28 @@
+// mha_f32 (kernels/mha.h: separate q, k, v operands, queries and keys of different lengths, an
+// optional additive bias per head) with the quantisation points of AttnQuant
+// (kernels/attention.h): q u8 and k s8 per tensor (asymmetric), v s8 (symmetric), the softmax
+// probabilities u8 uniform or log2 (p_tau > 0). q k^T and P v run as integer GEMMs; the engine
+// decides how (oneDNN or exact float, nn/exec_mode.h), with bit-identical results.
+// Used by SAM's attention modules (TinyViT windows, the mask decoder's self / cross attention).
+#pragma once
+#include <cstdint>
+
+#include "kernels/attention.h"
+#include "kernels/mha.h"
+
+namespace vs::kernels {
+
+void mha_quant(const float* q, const float* k, const float* v, float* out, const MhaShape& s, float scale,
+               const float* bias, const AttnQuant& aq, IntEngine engine);
+
+// The float softmax probabilities of head h, probs [B, Nq, Nk] (for calibration).
+void mha_probs_f32(const float* q, const float* k, float* probs, const MhaShape& s, float scale,
+                   const float* bias, int64_t h);
+
+// out[b, i, :dv] (row stride ldo) = P^ v^ for probabilities p [B, Nq, Nk] and value codes
+// vc [B, Nk, dv] (s8, scale aq.v_scale): uniform probability codes (p_tau 0) or log2 codes in
+// 16-bit fixed point (kernels/log2_quant.h: two u8 x s8 GEMMs on the high and low bytes).
+void quant_probs_times_v(const float* p, const int8_t* vc, float* out, int64_t B, int64_t Nq, int64_t Nk,
+                         int64_t dv, int64_t ldo, const AttnQuant& aq, IntEngine engine);
+
+}  // namespace vs::kernels
