@@ -16,8 +16,6 @@ using namespace vs;
 
 namespace {
 
-using test::random_images;
-
 compress::DistillSettings small_settings() {
   compress::DistillSettings s;
   s.steps = 6;
@@ -72,7 +70,7 @@ TEST(Optim, AdamWFirstStep) {
 // W4A8 student (latent weights through the straight-through quantiser), and the output loads.
 TEST(Distill, LowersLossFloatAndQuantised) {
   test::TempDir tmp;
-  auto images = test::random_pngs(tmp, 8);
+  auto images = test::random_images(tmp, 8);
   auto teacher = test::tiny_vit(3);
   for (bool quant : {false, true}) {
     auto student = test::tiny_vit(4);  // a different random model: far from the teacher
@@ -101,7 +99,7 @@ TEST(Distill, LowersLossFloatAndQuantised) {
 // An interrupted run resumed from its checkpoint ends with bit-identical weights.
 TEST(Distill, ResumeIsBitIdentical) {
   test::TempDir tmp;
-  auto images = test::random_pngs(tmp, 6);
+  auto images = test::random_images(tmp, 6);
   auto teacher = test::tiny_vit(3), student = test::tiny_vit(4);
   for (float fw : {0.f, 0.5f}) {
     auto s = small_settings();
@@ -126,7 +124,7 @@ TEST(Distill, ResumeIsBitIdentical) {
 // The command: writes a model folder that loads; a missing checkpoint is a one-line error.
 TEST(Distill, Command) {
   test::TempDir tmp;
-  test::random_pngs(tmp, 4);
+  test::random_images(tmp, 4);
   std::string model = tmp / "m", out = tmp / "out";
   models::save_model(model, test::tiny_vit(5));
   std::string base = test::cli() + " distill " + model + " --teacher " + model + " --data " + tmp.path.string() +

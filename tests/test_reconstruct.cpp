@@ -66,7 +66,7 @@ Quantised quantise(const models::ViT& fp, const quant::PtqSettings& s, const std
 // folder reloads to identical logits, and a second run gives identical weights.
 TEST(Reconstruct, LowersBlockErrorReloadsDeterministic) {
   test::TempDir tmp;
-  auto images = test::random_pngs(tmp, 16);
+  auto images = test::random_images(tmp, 16);
   const models::ViT fp = test::tiny_vit(21, false, false, false, 3);
   const Tensor target = last_block_output(fp, images);
   for (auto probs : {quant::ProbQuantizer::uniform, quant::ProbQuantizer::agq}) {
@@ -105,7 +105,7 @@ TEST(Reconstruct, LowersBlockErrorReloadsDeterministic) {
 // AdaRound at the end rounds hard into the codes; learned step sizes are saved as the scales.
 TEST(Reconstruct, CommandWritesLoadableFolder) {
   test::TempDir tmp;
-  auto images = test::random_pngs(tmp, 8);
+  auto images = test::random_images(tmp, 8);
   models::save_model(tmp / "fp", test::tiny_vit(5));
   const std::string base = test::cli() + " quantize " + tmp / "fp" + " --wbits 4 --abits 4 --calib " + tmp.path.string();
   int st = 0;

@@ -70,20 +70,4 @@ inline models::ViT tiny_vit(unsigned seed, bool distilled = false, bool avg_pool
   return models::ViT::from_state_dict(cfg, sd, "tiny_vit");
 }
 
-// n random PNGs of about 20 x 18 pixels in `dir` (training / calibration images).
-inline std::vector<std::string> random_pngs(const TempDir& dir, int n) {
-  std::vector<std::string> out;
-  std::mt19937 rng(7);
-  for (int i = 0; i < n; ++i) {
-    Image im;
-    im.width = 20 + i % 5;
-    im.height = 18 + i % 3;
-    im.pixels.resize(size_t(im.width) * im.height * 3);
-    for (auto& p : im.pixels) p = uint8_t(rng() % 256);
-    out.push_back(dir / ("img" + std::to_string(i) + ".png"));
-    save_png(out.back(), im);
-  }
-  return out;
-}
-
 }  // namespace vs::test
