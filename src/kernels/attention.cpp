@@ -7,7 +7,7 @@
 #include "core/tensor.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
-#include "kernels/log2_quant.h"
+#include "kernels/mha_quant.h"
 #include "kernels/quantize_act.h"
 
 namespace vs::kernels {
@@ -71,48 +71,6 @@ void head_probs_f32(const float* qkv, float* probs, int64_t B, int64_t N, const 
   softmax_rows(probs, B * N, N, scale);
 }
 
-// out[b, n, :dv] (leading dimension ldo) = P^ v^ for uniform probability codes.
-void uniform_probs_times_v(const float* p, const int8_t* vc, float* out, int64_t B, int64_t N, int64_t dv,
-                           int64_t ldo, const AttnQuant& aq, IntEngine engine) {
-  Tensor pc = Tensor::empty({B, N, N}, DType::u8), acc = Tensor::empty({B, N, dv}, DType::i32);
-  quantize_u8(p, pc.data<uint8_t>(), B * N, N, N, aq.p_scale, 0, aq.p_bits);
-  gemm_u8s8_s32({B, N, dv, N, false}, pc.data<uint8_t>(), 0, vc, acc.data<int32_t>(), engine);
-  Dequant d;
-  d.a_scale = &aq.p_scale;
-  d.b_scale = &aq.v_scale;
-  for (int64_t b = 0; b < B; ++b) dequantize_acc(acc.data<int32_t>() + b * N * dv, N, dv, d, out + b * N * ldo, ldo);
-}
-
-// The same for log2 codes: levels in 16-bit fixed point (log2_quant.h), split into high and low
-// bytes, two u8 x s8 GEMMs, combined in 64-bit: 256 * hi + lo.
-void log2_probs_times_v(const float* p, const int8_t* vc, float* out, int64_t B, int64_t N, int64_t dv,
-                        int64_t ldo, const AttnQuant& aq, IntEngine engine) {
-  const Log2Grid g = make_log2_grid(aq.p_scale, aq.p_tau, aq.p_bits);
-  uint16_t table[256];
-  log2_fixed_table(g, table);
-  const int64_t n = B * N * N;
-  Tensor codes = Tensor::empty({n}, DType::u8), hi = Tensor::empty({n}, DType::u8), lo = Tensor::empty({n}, DType::u8);
-  log2_codes(p, codes.data<uint8_t>(), n, g);
-  const uint8_t* c = codes.data<uint8_t>();
-  uint8_t *h = hi.data<uint8_t>(), *l = lo.data<uint8_t>();
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    h[i] = uint8_t(table[c[i]] >> 8);
-    l[i] = uint8_t(table[c[i]] & 0xff);
-  }
-  Tensor acc_hi = Tensor::empty({B, N, dv}, DType::i32), acc_lo = Tensor::empty({B, N, dv}, DType::i32);
-  gemm_u8s8_s32({B, N, dv, N, false}, h, 0, vc, acc_hi.data<int32_t>(), engine);
-  gemm_u8s8_s32({B, N, dv, N, false}, l, 0, vc, acc_lo.data<int32_t>(), engine);
-  const float scale = float(double(aq.p_scale) * std::exp2(-15.0) * double(aq.v_scale));
-  const int32_t *ah = acc_hi.data<int32_t>(), *al = acc_lo.data<int32_t>();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < B * N; ++r) {
-    float* o = out + r * ldo;
-    for (int64_t j = 0; j < dv; ++j)
-      o[j] = float(int64_t(ah[r * dv + j]) * 256 + al[r * dv + j]) * scale;
-  }
-}
-
 }  // namespace
 
 void attention_probs_f32(const float* qkv, float* probs, int64_t B, int64_t N,
@@ -168,10 +126,7 @@ void attention_quant(const float* qkv, float* out, int64_t B, int64_t N, const H
       for (int64_t b = 0; b < B; ++b)
         quantize_s8(qkv + b * N * ld + 2 * qk_total + voff, vc.data<int8_t>() + b * N * dv, N, dv, ld,
                     aq.v_scale, aq.v_bits);
-      if (aq.p_tau > 0)
-        log2_probs_times_v(p, vc.data<int8_t>(), out + voff, B, N, dv, ldo, aq, engine);
-      else
-        uniform_probs_times_v(p, vc.data<int8_t>(), out + voff, B, N, dv, ldo, aq, engine);
+      quant_probs_times_v(p, vc.data<int8_t>(), out + voff, B, N, N, dv, ldo, aq, engine);
     } else {
       matmul_strided({p, {B, N, N}, {N * N, N, 1}},
                      {qkv + 2 * qk_total + voff, {B, N, dv}, {N * ld, ld, 1}}, out + voff, {B, N, dv},
