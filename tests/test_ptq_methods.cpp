@@ -7,6 +7,7 @@
 #include <random>
 
 #include "compress/capture.h"
+#include "compress/quant/attn_calib.h"
 #include "compress/quant/mixed.h"
 #include "compress/quant/optm.h"
 #include "compress/quant/ptq.h"
@@ -234,4 +235,62 @@ TEST(PtqMethods, TinyModelMixedOptMRepqSavesLoadsAndRunsExactly) {
   s.smoothquant = true;  // SQ-b and RepQ fold into the same LayerNorm
   models::ViT m2 = models::load_model(test::write_tiny_model(tmp, "tiny2"));
   EXPECT_THROW(quant::quantize_model(m2, s, images, false), Error);
+}
+
+// --prob-quantizer auto: per module the lower-error of uniform and AGQ's log2 candidates.
+// Peaked attention (a few large probabilities, the rest tiny) is the log2 case; flat attention
+// over few keys (every probability near 1/Nk) is the uniform case.
+namespace {
+vs::quant::AttnStats attention_stats(bool peaked) {
+  using namespace vs;
+  const int64_t N = 16, Nk = peaked ? 64 : 4, dv = 8;
+  std::mt19937 rng(peaked ? 1 : 2);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  quant::AttnStats st;
+  st.sample.N = N;
+  st.sample.Nk = Nk;
+  for (int img = 0; img < 4; ++img) {
+    std::vector<float> p(size_t(N * Nk)), v(size_t(Nk * dv)), qkv(size_t(N * dv));
+    for (int64_t r = 0; r < N; ++r) {  // softmax of random scores, sharp or flat
+      double sum = 0;
+      for (int64_t c = 0; c < Nk; ++c) sum += p[size_t(r * Nk + c)] = std::exp((peaked ? 4.f : 0.2f) * nd(rng));
+      for (int64_t c = 0; c < Nk; ++c) p[size_t(r * Nk + c)] = float(p[size_t(r * Nk + c)] / sum);
+    }
+    for (auto& x : v) x = nd(rng);
+    for (auto& x : qkv) x = nd(rng);
+    st.p.observe(p.data(), N, Nk);
+    st.v.observe(v.data(), Nk, dv);
+    st.q.observe(qkv.data(), N, dv);
+    st.k.observe(qkv.data(), N, dv);
+    st.sample.probs.push_back(std::move(p));
+    st.sample.v.push_back(std::move(v));
+  }
+  return st;
+}
+}  // namespace
+
+TEST(ProbQuantizerAuto, PicksTheLowerErrorOfUniformAndLog2PerModule) {
+  using namespace vs;
+  EXPECT_EQ(quant::parse_prob_quantizer("auto"), quant::ProbQuantizer::best);
+  EXPECT_EQ(quant::prob_quantizer_name(quant::ProbQuantizer::best), "auto");
+  quant::PtqSettings s;
+  s.qk_bits = s.prob_bits = 4;
+  for (bool peaked : {true, false}) {
+    quant::AttnStats st = attention_stats(peaked);
+    nlohmann::json rep_auto, rep_agq, rep_uni;
+    s.prob_quantizer = quant::ProbQuantizer::best;
+    const kernels::AttnQuant a = quant::attn_quant(st, s, rep_auto);
+    s.prob_quantizer = quant::ProbQuantizer::agq;
+    const kernels::AttnQuant g = quant::attn_quant(st, s, rep_agq);
+    s.prob_quantizer = quant::ProbQuantizer::uniform;
+    const kernels::AttnQuant u = quant::attn_quant(st, s, rep_uni);
+    const double eu = rep_auto["uniform"].get<double>(), ea = rep_auto["agq"].get<double>();
+    std::printf("[ auto ] %s attention: uniform error %.4g, agq error %.4g (tau %d)\n", peaked ? "peaked" : "flat", eu, ea,
+                rep_auto["agq_tau"].get<int>());
+    EXPECT_EQ(peaked, ea < eu) << "the synthetic case does not favour the expected quantizer";
+    const kernels::AttnQuant& want = ea < eu ? g : u;
+    EXPECT_EQ(a.p_tau, want.p_tau);
+    EXPECT_EQ(a.p_scale, want.p_scale);
+    EXPECT_EQ(peaked ? a.p_tau > 0 : a.p_tau == 0, true);
+  }
 }

@@ -64,9 +64,10 @@ void add_quantize(CLI::App& app) {
       ->check(CLI::Range(2, 8) | CLI::IsMember({16}));
   cmd->add_option("--prob-quantizer", a->probs,
                   "quantizer of the softmax probabilities: uniform | log2 (base 2) | logsqrt2 (base sqrt 2)\n"
-                  "| agq (PTQ4SAM's adaptive granularity: base 2^(1/tau), tau in {1,2,4} per module);\n"
+                  "| agq (PTQ4SAM's adaptive granularity: base 2^(1/tau), tau in {1,2,4} per module)\n"
+                  "| auto (per module the lowest-error of uniform and agq's candidates; tau 0 = uniform);\n"
                   "log2 scales and tau are searched to minimise ||Q(A)V - AV|| on calibration images")
-      ->check(CLI::IsMember({"uniform", "log2", "logsqrt2", "agq"}));
+      ->check(CLI::IsMember({"uniform", "log2", "logsqrt2", "agq", "auto"}));
   cmd->add_flag("--sq-b", a->sqb,
                 "SQ-b (MPTQ-ViT): SmoothQuant with a bias term on the inputs of attn.qkv and mlp.fc1,\n"
                 "folded into the LayerNorms (float function unchanged); alpha searched per layer");
@@ -207,7 +208,7 @@ void add_quantize(CLI::App& app) {
       fmt::print("\n");
     }
     if (s.prob_quantizer != quant::ProbQuantizer::uniform && !a->dynamic) {
-      fmt::print("probability quantizer {} ({}-bit), tau per attention module:", quant::prob_quantizer_name(s.prob_quantizer),
+      fmt::print("probability quantizer {} ({}-bit), tau per attention module (0 = uniform):", quant::prob_quantizer_name(s.prob_quantizer),
                  s.prob_bits);
       for (auto& [name, at] : section["attention"].items()) fmt::print(" {}", at["p_tau"].get<int>());
       fmt::print("\n");

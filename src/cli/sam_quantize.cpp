@@ -40,7 +40,7 @@ void quantize_sam_folder(const ModelArgs& a, const quant::PtqSettings& s, const 
                fired.empty() ? "" : ": ", fmt::join(fired, ", "));
   }
   if (s.prob_quantizer != quant::ProbQuantizer::uniform && s.prob_bits < 16) {
-    fmt::print("probability quantizer {} ({}-bit), tau per attention module:", quant::prob_quantizer_name(s.prob_quantizer), s.prob_bits);
+    fmt::print("probability quantizer {} ({}-bit), tau per attention module (0 = uniform):", quant::prob_quantizer_name(s.prob_quantizer), s.prob_bits);
     for (auto& [name, at] : section["attention"].items()) fmt::print(" {}", at["p_tau"].get<int>());
     fmt::print("\n");
   }

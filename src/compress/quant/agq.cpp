@@ -15,7 +15,8 @@ ProbQuantizer parse_prob_quantizer(const std::string& name) {
   if (name == "log2") return ProbQuantizer::log2;
   if (name == "logsqrt2") return ProbQuantizer::logsqrt2;
   if (name == "agq") return ProbQuantizer::agq;
-  throw Error("unknown probability quantizer '" + name + "' (choose uniform, log2, logsqrt2 or agq)");
+  if (name == "auto") return ProbQuantizer::best;
+  throw Error("unknown probability quantizer '" + name + "' (choose uniform, log2, logsqrt2, agq or auto)");
 }
 
 std::string prob_quantizer_name(ProbQuantizer q) {
@@ -23,7 +24,8 @@ std::string prob_quantizer_name(ProbQuantizer q) {
     case ProbQuantizer::uniform: return "uniform";
     case ProbQuantizer::log2: return "log2";
     case ProbQuantizer::logsqrt2: return "logsqrt2";
-    default: return "agq";
+    case ProbQuantizer::agq: return "agq";
+    default: return "auto";
   }
 }
 

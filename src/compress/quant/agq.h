@@ -5,6 +5,9 @@
 //   logsqrt2 : base sqrt(2) (tau = 2), s searched (RepQ-ViT's log-sqrt(2) quantizer);
 //   agq      : Adaptive Granularity Quantization (PTQ4SAM, arXiv 2405.03144): tau in {1, 2, 4}
 //              and s searched together, per module.
+//   auto     : AGQ's candidates plus uniform, per module (not in the paper: on SAM's decoder the
+//              image-to-token and self attentions have far lower error uniform, and uniform P.v
+//              is one integer GEMM where log2 takes two).
 // s is searched over one octave below the largest calibration probability, pmax * 2^(-j/16),
 // j = 0..15 (a log2 grid shifted by a whole octave is the same grid with codes shifted by tau,
 // so one octave covers every placement). The error uses exactly the levels the integer path
@@ -16,7 +19,7 @@
 
 namespace vs::quant {
 
-enum class ProbQuantizer { uniform, log2, logsqrt2, agq };
+enum class ProbQuantizer { uniform, log2, logsqrt2, agq, best };
 ProbQuantizer parse_prob_quantizer(const std::string& name);  // throws naming the choices
 std::string prob_quantizer_name(ProbQuantizer q);
 

@@ -32,10 +32,12 @@ kernels::AttnQuant attn_quant(const AttnStats& o, const PtqSettings& s, nlohmann
                                        [](const ProbChoice& x, const ProbChoice& y) { return x.error < y.error; });
     report = {{"uniform", e_uniform}, {"log2", per_tau[0].error}, {"logsqrt2", per_tau[1].error},
               {"agq", agq.error}, {"agq_tau", agq.tau}};
+    const ProbChoice uniform{0, a.p_scale, e_uniform};
     const ProbChoice pick = s.prob_quantizer == ProbQuantizer::log2       ? per_tau[0]
                             : s.prob_quantizer == ProbQuantizer::logsqrt2 ? per_tau[1]
                             : s.prob_quantizer == ProbQuantizer::agq      ? agq
-                                                                          : ProbChoice{0, a.p_scale, e_uniform};
+                            : s.prob_quantizer == ProbQuantizer::best     ? (agq.error < e_uniform ? agq : uniform)
+                                                                          : uniform;
     a.p_tau = pick.tau;
     a.p_scale = pick.scale;
     a.v_scale = o.v.finalize(a.v_bits, true, s.act_observer, s.percentile).scale[0];
