@@ -38,8 +38,8 @@ void attention_f32(const float* qkv, float* out, int64_t B, int64_t N, const Hea
                    {N * ldo, dv, ldo, 1});
     return;
   }
-  // Uneven heads (after structured pruning): one batched-over-images product per head, the
-  // per-head path of attention_quant with every point left float.
+  // Uneven heads (after structured pruning): one head at a time, attention_quant's path with
+  // every point left float.
   attention_quant(qkv, out, B, N, heads, scale, AttnQuant{}, IntEngine::onednn);
 }
 
@@ -58,80 +58,32 @@ struct HeadOffsets {
   }
 };
 
-// Float scores of one head, softmaxed: probs [B, N, N].
-void head_probs_f32(const float* qkv, float* probs, int64_t B, int64_t N, const HeadLayout& heads,
-                    float scale, int64_t qoff, int64_t dq) {
-  const int64_t ld = heads.qkv_width();
-  if (dq > 0)
-    matmul_strided({qkv + qoff, {B, N, dq}, {N * ld, ld, 1}},
-                   {qkv + heads.qk_total() + qoff, {B, dq, N}, {N * ld, 1, ld}}, probs, {B, N, N},
-                   {N * N, N, 1});
-  else  // no query/key left: every score is 0, attention is uniform
-    std::fill(probs, probs + B * N * N, 0.f);
-  softmax_rows(probs, B * N, N, scale);
-}
-
 }  // namespace
 
 void attention_probs_f32(const float* qkv, float* probs, int64_t B, int64_t N,
                          const HeadLayout& heads, float scale, int64_t h) {
   HeadOffsets off(heads);
-  head_probs_f32(qkv, probs, B, N, heads, scale, off.q[size_t(h)], heads.qk_dim[size_t(h)]);
+  const int64_t ld = heads.qkv_width(), qo = off.q[size_t(h)];
+  const MhaShape s{B, N, N, 1, heads.qk_dim[size_t(h)], heads.v_dim[size_t(h)], ld, ld, ld, heads.v_total()};
+  mha_probs_f32(qkv + qo, qkv + heads.qk_total() + qo, probs, s, scale, nullptr, 0);
 }
 
 void attention_quant(const float* qkv, float* out, int64_t B, int64_t N, const HeadLayout& heads,
                      float scale, const AttnQuant& aq, IntEngine engine) {
   const int64_t H = int64_t(heads.qk_dim.size()), ld = heads.qkv_width(), ldo = heads.v_total(),
                 qk_total = heads.qk_total();
-  const bool int_qk = aq.q_bits < 16, int_pv = aq.p_bits < 16;
-  HeadOffsets off(heads);
-  Tensor probs = Tensor::empty({B, N, N});
-  float* p = probs.f32();
+  // q, k and v are column blocks of the fused qkv output, read in place (mha_quant).
+  if (heads.uniform()) {
+    const MhaShape s{B, N, N, H, heads.qk_dim[0], heads.v_dim[0], ld, ld, ld, ldo};
+    mha_quant(qkv, qkv + qk_total, qkv + 2 * qk_total, out, s, scale, nullptr, aq, engine);
+    return;
+  }
+  HeadOffsets off(heads);  // uneven heads (structured pruning): one head at a time
   for (int64_t h = 0; h < H; ++h) {
-    const int64_t dq = heads.qk_dim[size_t(h)], dv = heads.v_dim[size_t(h)];
-    const int64_t qoff = off.q[size_t(h)], voff = off.v[size_t(h)];
-    if (dv == 0) continue;
-    // 1. probabilities [B, N, N]
-    if (int_qk && dq > 0) {
-      Tensor qc = Tensor::empty({B, N, dq}, DType::u8), kc = Tensor::empty({B, N, dq}, DType::i8);
-      Tensor acc = Tensor::empty({B, N, N}, DType::i32);
-      for (int64_t b = 0; b < B; ++b) {
-        quantize_u8(qkv + b * N * ld + qoff, qc.data<uint8_t>() + b * N * dq, N, dq, ld, aq.q_scale,
-                    aq.q_zero, aq.q_bits);
-        quantize_asym_s8(qkv + b * N * ld + qk_total + qoff, kc.data<int8_t>() + b * N * dq, N, dq, ld,
-                         aq.k_scale, aq.k_zero, aq.k_bits);
-      }
-      gemm_u8s8_s32({B, N, N, dq, true}, qc.data<uint8_t>(), aq.q_zero, kc.data<int8_t>(),
-                    acc.data<int32_t>(), engine);
-      // sum_d (q - zq)(k - zk) = GEMM - zk' * sum_d (q - zq), zk' the stored codes' zero point.
-      const int32_t zk = aq.k_zero - (1 << (aq.k_bits - 1));
-      const float alpha = aq.q_scale * aq.k_scale;
-      const int32_t* a = acc.data<int32_t>();
-      const uint8_t* qcp = qc.data<uint8_t>();
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < B * N; ++r) {
-        int32_t qsum = 0;
-        for (int64_t d = 0; d < dq; ++d) qsum += int32_t(qcp[r * dq + d]) - aq.q_zero;
-        const int32_t corr = zk * qsum;
-#pragma omp simd
-        for (int64_t j = 0; j < N; ++j) p[r * N + j] = float(a[r * N + j] - corr) * alpha;
-      }
-      softmax_rows(p, B * N, N, scale);
-    } else {
-      head_probs_f32(qkv, p, B, N, heads, scale, qoff, dq);
-    }
-    // 2. context = P v, written into out[:, voff : voff + dv]
-    if (int_pv) {
-      Tensor vc = Tensor::empty({B, N, dv}, DType::i8);
-      for (int64_t b = 0; b < B; ++b)
-        quantize_s8(qkv + b * N * ld + 2 * qk_total + voff, vc.data<int8_t>() + b * N * dv, N, dv, ld,
-                    aq.v_scale, aq.v_bits);
-      quant_probs_times_v(p, vc.data<int8_t>(), out + voff, B, N, N, dv, ldo, aq, engine);
-    } else {
-      matmul_strided({p, {B, N, N}, {N * N, N, 1}},
-                     {qkv + 2 * qk_total + voff, {B, N, dv}, {N * ld, ld, 1}}, out + voff, {B, N, dv},
-                     {N * ldo, ldo, 1});
-    }
+    const MhaShape s{B, N, N, 1, heads.qk_dim[size_t(h)], heads.v_dim[size_t(h)], ld, ld, ld, ldo};
+    const int64_t qo = off.q[size_t(h)];
+    mha_quant(qkv + qo, qkv + qk_total + qo, qkv + 2 * qk_total + off.v[size_t(h)], out + off.v[size_t(h)], s,
+              scale, nullptr, aq, engine);
   }
 }
 

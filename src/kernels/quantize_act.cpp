@@ -12,34 +12,55 @@ static inline int32_t code(float x, float s, int32_t zero, int32_t qmin, int32_t
   return std::clamp(int32_t(std::nearbyint(x / s)) + zero, qmin, qmax);
 }
 
+// Row r = b * tokens + i of x (stride ldx), columns [h * d, (h + 1) * d), goes to codes
+// [((b * heads + h) * tokens + i) * d, ...): head-major, dense. heads = 1 is a plain copy.
+template <class T, class Code>
+static void encode_heads(const float* x, T* q, int64_t rows, int64_t tokens, int64_t heads, int64_t d,
+                         int64_t ldx, Code code) {
+#pragma omp parallel for schedule(static) if (rows * heads * d > 32768)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t b = r / tokens, i = r % tokens;
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* xs = x + r * ldx + h * d;
+      T* qs = q + ((b * heads + h) * tokens + i) * d;
+#pragma omp simd
+      for (int64_t c = 0; c < d; ++c) qs[c] = code(xs[c]);
+    }
+  }
+}
+
+void quantize_u8_heads(const float* x, uint8_t* q, int64_t rows, int64_t tokens, int64_t heads, int64_t d,
+                       int64_t ldx, float scale, int32_t zero, int bits) {
+  const int32_t qmax = (1 << bits) - 1;
+  encode_heads(x, q, rows, tokens, heads, d, ldx, [=](float v) { return uint8_t(code(v, scale, zero, 0, qmax)); });
+}
+
+void quantize_s8_heads(const float* x, int8_t* q, int64_t rows, int64_t tokens, int64_t heads, int64_t d,
+                       int64_t ldx, float scale, int bits) {
+  const int32_t lim = (1 << (bits - 1)) - 1;
+  encode_heads(x, q, rows, tokens, heads, d, ldx, [=](float v) { return int8_t(code(v, scale, 0, -lim, lim)); });
+}
+
+void quantize_asym_s8_heads(const float* x, int8_t* q, int64_t rows, int64_t tokens, int64_t heads, int64_t d,
+                            int64_t ldx, float scale, int32_t zero, int bits) {
+  const int32_t qmax = (1 << bits) - 1, half = 1 << (bits - 1);
+  encode_heads(x, q, rows, tokens, heads, d, ldx,
+               [=](float v) { return int8_t(code(v, scale, zero, 0, qmax) - half); });
+}
+
 void quantize_u8(const float* x, uint8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
                  int32_t zero, int bits) {
-  const int32_t qmax = (1 << bits) - 1;
-#pragma omp parallel for schedule(static) if (rows * cols > 32768)
-  for (int64_t r = 0; r < rows; ++r) {
-#pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = uint8_t(code(x[r * ldx + c], scale, zero, 0, qmax));
-  }
+  quantize_u8_heads(x, q, rows, rows, 1, cols, ldx, scale, zero, bits);
 }
 
 void quantize_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
                  int bits) {
-  const int32_t lim = (1 << (bits - 1)) - 1;
-#pragma omp parallel for schedule(static) if (rows * cols > 32768)
-  for (int64_t r = 0; r < rows; ++r) {
-#pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = int8_t(code(x[r * ldx + c], scale, 0, -lim, lim));
-  }
+  quantize_s8_heads(x, q, rows, rows, 1, cols, ldx, scale, bits);
 }
 
 void quantize_asym_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
                       int32_t zero, int bits) {
-  const int32_t qmax = (1 << bits) - 1, half = 1 << (bits - 1);
-#pragma omp parallel for schedule(static) if (rows * cols > 32768)
-  for (int64_t r = 0; r < rows; ++r) {
-#pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = int8_t(code(x[r * ldx + c], scale, zero, 0, qmax) - half);
-  }
+  quantize_asym_s8_heads(x, q, rows, rows, 1, cols, ldx, scale, zero, bits);
 }
 
 void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols, int bits,

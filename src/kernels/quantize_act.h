@@ -25,6 +25,16 @@ void quantize_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t 
 void quantize_asym_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
                       int32_t zero, int bits);
 
+// The same codes, split into heads: x holds rows = B * tokens rows of heads * d columns (row
+// stride ldx); head h of row (b, i) is written to q[((b * heads + h) * tokens + i) * d ...], so
+// each head is a dense [tokens, d] operand of a batched (B * heads) integer GEMM.
+void quantize_u8_heads(const float* x, uint8_t* q, int64_t rows, int64_t tokens, int64_t heads, int64_t d,
+                       int64_t ldx, float scale, int32_t zero, int bits);
+void quantize_s8_heads(const float* x, int8_t* q, int64_t rows, int64_t tokens, int64_t heads, int64_t d,
+                       int64_t ldx, float scale, int bits);
+void quantize_asym_s8_heads(const float* x, int8_t* q, int64_t rows, int64_t tokens, int64_t heads, int64_t d,
+                            int64_t ldx, float scale, int32_t zero, int bits);
+
 // Per row (dynamic, per token): picks each row's own range (widened to include 0), writes its
 // scale and zero point.
 void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols, int bits,
