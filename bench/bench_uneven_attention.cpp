@@ -3,8 +3,8 @@
 // over all heads). Times the float attention core on random q/k/v for ViT-Ti's layout (3 heads of
 // 64, uniform path) against the same totals split unevenly (63/64/65 q/k, 65/64/63 v: same MACs,
 // per-head path), and, to separate the path from the odd widths, the uniform layout forced through
-// the per-head path (kernels::attention_quant with every point float, which is what
-// attention_f32 calls for uneven heads). The three run interleaved so that load from other
+// the per-head path (kernels::mha_quant one head at a time with every point float, which is what
+// attention_f32 does for uneven heads). The three run interleaved so that load from other
 // processes hits them alike. Prints one JSON line per batch size: median ms of each.
 //   bench_uneven_attention [--tokens 197] [--iters 50] [--threads 2]
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include "core/tensor.h"
 #include "core/threading.h"
 #include "kernels/attention.h"
+#include "kernels/mha_quant.h"
 
 using namespace vs;
 
@@ -48,9 +49,13 @@ int main(int argc, char** argv) {
     for (int it = 0; it < iters + 3; ++it)
       for (int u = 0; u < 3; ++u) {
         auto t0 = std::chrono::steady_clock::now();
-        if (u == 1)
-          kernels::attention_quant(qkv.f32(), out.f32(), B, N, uniform, scale, kernels::AttnQuant{},
-                                   kernels::IntEngine::onednn);
+        if (u == 1)  // the per-head loop attention_quant runs for uneven heads, on the uniform layout
+          for (int64_t h = 0; h < 3; ++h) {
+            const kernels::MhaShape one{B, N, N, 1, 64, 64, W, W, W, uniform.v_total()};
+            kernels::mha_quant(qkv.f32() + h * 64, qkv.f32() + 192 + h * 64, qkv.f32() + 384 + h * 64,
+                               out.f32() + h * 64, one, scale, nullptr, kernels::AttnQuant{},
+                               kernels::IntEngine::onednn);
+          }
         else
           kernels::attention_f32(qkv.f32(), out.f32(), B, N, u ? uneven : uniform, scale);
         double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
