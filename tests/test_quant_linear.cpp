@@ -68,6 +68,27 @@ INSTANTIATE_TEST_SUITE_P(QuantLinear, QuantLinearBits,
                          ::testing::Combine(::testing::Values(8, 6, 4, 2), ::testing::Values(8, 7, 4),
                                             ::testing::Bool()));
 
+TEST(QuantLinear, TallInputsRunInRowTilesWithTheSameResult) {
+  // 1500 rows x 1024 outputs is past the tiling threshold (tiles of 256 rows): the tiled call must
+  // equal the same rows run in small untiled calls, static and dynamic, with the GELU epilogue.
+  ModeGuard guard;
+  const int64_t M = 1500, K = 24, N = 1024, chunk = 100;
+  Tensor w = test::random_tensor({N, K}, 11, 0.1f), b = test::random_tensor({N}, 12);
+  Tensor x = test::random_tensor({M, K}, 13, 2.f);
+  nn::DenseLinear dense(w, b);
+  Tensor ws({N});
+  for (int64_t n = 0; n < N; ++n) ws.f32()[n] = 0.3f / 127.f;
+  for (bool dynamic : {false, true}) {
+    auto q = nn::QuantLinear::from_dense(dense, ws, 8, {8, dynamic, 8.f / 255.f, 128});
+    Tensor whole({M, N}), parts({M, N});
+    q->forward(x.f32(), whole.f32(), M, nn::Epilogue::gelu);
+    for (int64_t m0 = 0; m0 < M; m0 += chunk)
+      q->forward(x.f32() + m0 * K, parts.f32() + m0 * N, std::min(chunk, M - m0), nn::Epilogue::gelu);
+    EXPECT_EQ(test::max_abs_diff(whole, parts), 0.f) << (dynamic ? "dynamic" : "static");
+    EXPECT_GT(test::max_abs_diff(whole, Tensor({M, N})), 0.f);  // not all zeros
+  }
+}
+
 TEST(QuantLinear, SaveLoadRoundTripInt8AndInt4) {
   ModeGuard guard;
   for (int wbits : {7, 4}) {

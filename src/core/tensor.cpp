@@ -27,10 +27,12 @@ namespace {
 // Freed buffers are kept by size and handed out again. A forward pass allocates the same scratch
 // sizes every time, and glibc's malloc/free of multi-megabyte blocks (mmap, page faults,
 // consolidation) took ~8% of a quantised ViT-Ti forward pass (perf, batch 1). Bounded: at most
-// kMaxPooled bytes are kept; beyond that buffers go back to the system.
+// kMaxPooled bytes are kept; beyond that buffers go back to the system. 1 GiB because SAM's
+// encoder at 1024 x 1024 cycles through more than 256 MiB of scratch per image (with 256 MiB,
+// page faults were 16 % of its W8A8 time).
 class BufferPool {
  public:
-  static constexpr size_t kMaxPooled = size_t(256) << 20;
+  static constexpr size_t kMaxPooled = size_t(1024) << 20;
 
   void* get(size_t bytes) {
     {

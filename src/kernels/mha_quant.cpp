@@ -102,13 +102,16 @@ void quant_probs_times_v(const float* p, const int8_t* vc, float* out, int64_t B
   const Log2Grid g = make_log2_grid(aq.p_scale, aq.p_tau, aq.p_bits);
   uint16_t table[256];
   log2_fixed_table(g, table);
+  int32_t table32[256] = {};  // 32-bit entries: the split below vectorises as gathers (16-bit did not)
+  std::copy(table, table + g.cmax + 1, table32);
   log2_codes(p, c, n, g);
   Tensor hi = Tensor::empty({n}, DType::u8), lo = Tensor::empty({n}, DType::u8);
   uint8_t *hp = hi.data<uint8_t>(), *lp = lo.data<uint8_t>();
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    hp[i] = uint8_t(table[c[i]] >> 8);
-    lp[i] = uint8_t(table[c[i]] & 0xff);
+    const int32_t t = table32[c[i]];
+    hp[i] = uint8_t(t >> 8);
+    lp[i] = uint8_t(t & 0xff);
   }
   Tensor acc_hi = Tensor::empty({BH, Nq, dv}, DType::i32), acc_lo = Tensor::empty({BH, Nq, dv}, DType::i32);
   gemm_u8s8_s32({BH, Nq, dv, Nk, false}, hp, 0, vc, acc_hi.data<int32_t>(), engine);

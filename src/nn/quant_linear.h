@@ -50,6 +50,8 @@ class QuantLinear final : public Linear {
   Tensor dequantized_weight() const;  // codes * scale, [out, in]
 
  private:
+  void forward_rows(const float* x, float* y, int64_t M, Epilogue ep) const;  // one tile of forward()
+
   Tensor codes_, wscale_, bias_, wsum_;  // wsum_: per-row sum of codes (zero-point correction)
   // codes_ reordered once into oneDNN's VNNI layout (the integer engine's packed copy).
   std::shared_ptr<kernels::WeightCache> packed_ = std::make_shared<kernels::WeightCache>();
