@@ -7,7 +7,7 @@ clipping (norm 1) + AdamW update, on one fixed random batch, every parameter tra
 runs build/bench/bench_train; PyTorch (Debian python3-torch, eager, the reference ViT of
 tests/ref/torch_vit.py, torch.optim.AdamW) runs in a subprocess. Both get the same fairness
 environment as bench_vs_pytorch.py: the given thread count, OpenMP OpenBLAS first on
-LD_LIBRARY_PATH, OPENBLAS_CORETYPE unset.
+LD_LIBRARY_PATH, OPENBLAS_CORETYPE unset unless OpenBLAS misdetects the CPU (bench_vs_pytorch.fair_env).
 
   bench/bench_train_vs_pytorch.py [--model DIR] [--batch 32] [--threads 2] [--iters 5]
                                   [--warmup 2] [--json out.json]
