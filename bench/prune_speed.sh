@@ -1,6 +1,6 @@
 #!/bin/bash
 # Latency of SNP-pruned ViT-Ti against the original at batch 1 and 8 (2 threads), for
-# docs/pruning.md: prunes to 70 % and 50 % of the MACs (residual width kept), then benchmarks the
+# docs/pruning.md: prunes (SNP + refit) to 70 % and 50 % of the MACs (residual width kept), then benchmarks the
 # original and the pruned models back to back, then the attention core alone with uniform and
 # uneven heads (bench_uneven_attention). Run from the repository root after building.
 #   bash bench/prune_speed.sh [OUTDIR]      (default out/prune_speed)
@@ -13,7 +13,7 @@ OUT=${1:-out/prune_speed}
 mkdir -p "$OUT"
 for t in 70 50; do
   [ -f "$OUT/snp$t/model.safetensors" ] ||
-    build/vitshrink prune "$M" --method snp --compensate --target-flops 0.$t --keep-embed 1 \
+    build/vitshrink prune "$M" --method snp --refit --target-flops 0.$t --keep-embed 1 \
       --calib "$D" --split "$D/calib.txt" --out "$OUT/snp$t" --threads 2
 done
 uptime

@@ -10,9 +10,11 @@
 #include <random>
 #include <tuple>
 
+#include "compress/capture.h"
 #include "compress/prune/graph.h"
 #include "core/error.h"
 #include "compress/prune/prune.h"
+#include "compress/prune/scores.h"
 #include "compress/prune/taylor.h"
 #include "compress/quant/ptq.h"
 #include "models/load.h"
@@ -121,16 +123,19 @@ models::ViT zeroed(const models::ViT& m, const prune::Graph& g, const prune::Pla
 }  // namespace
 
 TEST(Prune, NothingPrunedChangesNothing) {
-  for (auto method : {prune::Method::l1, prune::Method::snp, prune::Method::taylor}) {
-    auto m = random_vit({}, 1);
-    Tensor x = images(2, 7);
-    prune::PruneSettings s;
-    s.method = method;
-    auto r = prune::prune_model(m, s, {images(4, 3)}, false);
-    EXPECT_EQ(r.model.num_params(), m.num_params());
-    EXPECT_EQ(r.model.macs_per_image(), m.macs_per_image());
-    EXPECT_EQ(test::max_abs_diff(r.model.forward(x), m.forward(x)), 0.f) << prune::method_name(method);
-  }
+  for (auto method : {prune::Method::l1, prune::Method::snp, prune::Method::taylor})
+    for (auto comp : {prune::Compensation::none, prune::Compensation::mean, prune::Compensation::refit}) {
+      auto m = random_vit({}, 1);
+      Tensor x = images(2, 7);
+      prune::PruneSettings s;
+      s.method = method;
+      s.compensation = comp;
+      auto r = prune::prune_model(m, s, {images(4, 3)}, false);
+      EXPECT_EQ(r.model.num_params(), m.num_params());
+      EXPECT_EQ(r.model.macs_per_image(), m.macs_per_image());
+      EXPECT_EQ(test::max_abs_diff(r.model.forward(x), m.forward(x)), 0.f)
+          << prune::method_name(method) << " " << prune::compensation_name(comp);
+    }
 }
 
 TEST(Prune, RemovingQkVMlpEqualsZeroingThem) {
@@ -178,8 +183,8 @@ TEST(Prune, GraphNeverLeavesMismatchedShapes) {
 }
 
 // A hidden unit or value channel that is constant over the tokens is removed exactly when its
-// mean is folded into the next bias.
-TEST(Prune, MeanCompensationIsExactForConstantUnits) {
+// mean is folded into the next bias (mean), and also by the least-squares refit (refit).
+TEST(Prune, CompensationIsExactForConstantUnits) {
   auto m = random_vit({}, 8);
   StateDict sd = m.state_dict();
   for (auto& [k, t] : sd) t = t.clone();
@@ -194,14 +199,134 @@ TEST(Prune, MeanCompensationIsExactForConstantUnits) {
   auto drop = [&](int gi, int64_t j) { std::erase(plan.keep[size_t(gi)], j); };
   drop(g.find(prune::DimKind::mlp, 0), 5);
   drop(g.find(prune::DimKind::v, 1, 1), 20 - 16);
-  Tensor x = images(2, 3);
+  Tensor x = images(16, 3);  // 272 token rows: a unique refit of the 192 MLP units
   auto st = prune::collect_stats(z, {x}, false);
-  auto pruned = prune::apply_plan(z, g, plan);
-  Tensor y0 = z.forward(x), y1 = pruned.forward(x);
-  prune::compensate_means(z, g, plan, st, pruned);
-  Tensor y2 = pruned.forward(x);
-  EXPECT_GT(test::max_abs_diff(y0, y1), 1e-3f);  // removing them alone changes the output
-  EXPECT_LT(test::max_abs_diff(y0, y2), 1e-4f);
+  Tensor y0 = z.forward(x);
+  EXPECT_GT(test::max_abs_diff(y0, prune::apply_plan(z, g, plan).forward(x)), 1e-3f);  // removal alone changes it
+  for (auto c : {prune::Compensation::mean, prune::Compensation::refit}) {
+    auto pruned = prune::apply_plan(z, g, plan);
+    prune::compensate(z, g, plan, st, c, 1e-7, pruned);
+    EXPECT_LT(test::max_abs_diff(y0, pruned.forward(x)), 1e-4f) << prune::compensation_name(c);
+  }
+}
+
+// Inter-head redundancy, made exact: head 2 attends like head 0 (same q/k rows) and its value
+// channel 40 duplicates channel 8 of head 0; MLP unit 9 duplicates unit 100. Under refit, SNP removes a copy first (its cost is zero: the
+// other copy takes over its proj / fc2 column) and the refitted model equals the original;
+// without refit, removing a copy changes the output.
+TEST(Prune, RefitRemovesDuplicatedChannelsFirstAndExactly) {
+  auto m = random_vit({}, 9);
+  StateDict sd = m.state_dict();
+  for (auto& [k, t] : sd) t = t.clone();
+  const int64_t C = 48;
+  auto copy_row = [&](const std::string& name, int64_t from, int64_t to, int64_t width) {
+    Tensor& t = sd[name];
+    std::copy_n(t.f32() + from * width, width, t.f32() + to * width);
+  };
+  for (int64_t i = 0; i < 16; ++i)
+    for (int64_t base : {int64_t(0), C}) {  // queries and keys of head 0 -> head 2
+      copy_row("blocks.0.attn.qkv.weight", base + i, base + 32 + i, C);
+      copy_row("blocks.0.attn.qkv.bias", base + i, base + 32 + i, 1);
+    }
+  copy_row("blocks.0.attn.qkv.weight", 2 * C + 8, 2 * C + 40, C);
+  copy_row("blocks.0.attn.qkv.bias", 2 * C + 8, 2 * C + 40, 1);
+  copy_row("blocks.1.mlp.fc1.weight", 100, 9, C);
+  copy_row("blocks.1.mlp.fc1.bias", 100, 9, 1);
+  auto z = models::ViT::from_state_dict(m.cfg, sd, "duplicated channels");
+  auto g = prune::build_graph(z);
+  Tensor x = images(16, 5);  // 272 token rows: full-rank Grams of the 192 MLP units, unique fit
+  auto st = prune::collect_stats(z, {x}, false);
+  const auto o = prune::snp_orders(z, g, st, prune::Compensation::refit, 1e-9);
+  auto first_index = [&](const prune::Order& ord) { return std::pair(g.groups[size_t(ord[0].first)].head, ord[0].second); };
+  const auto v0 = first_index(o.v[0]);
+  EXPECT_TRUE(v0 == std::pair(0, int64_t(8)) || v0 == std::pair(2, int64_t(8)));
+  EXPECT_TRUE(o.mlp[1][0].second == 9 || o.mlp[1][0].second == 100);
+
+  auto plan = prune::keep_all(g);
+  std::erase(plan.keep[size_t(o.v[0][0].first)], o.v[0][0].second);
+  std::erase(plan.keep[size_t(o.mlp[1][0].first)], o.mlp[1][0].second);
+  Tensor y0 = z.forward(x);
+  auto plain = prune::apply_plan(z, g, plan), refit = prune::apply_plan(z, g, plan);
+  prune::compensate(z, g, plan, st, prune::Compensation::refit, 1e-9, refit);
+  EXPECT_GT(test::max_abs_diff(y0, plain.forward(x)), 1e-3f);
+  EXPECT_LT(test::max_abs_diff(y0, refit.forward(x)), 1e-3f);
+  Tensor other = images(2, 6);  // exact on any input, not only the calibration images
+  EXPECT_LT(test::max_abs_diff(z.forward(other), refit.forward(other)), 1e-3f);
+}
+
+// SNP's q/k statistic is the attention KL to second order: shrinking the query/key pairs R of a
+// head by (1 - eps) changes every query's attention distribution by
+// sum_t KL(P_t || P'_t) = eps^2 / 2 sum_{i,j in R} M_ij + O(eps^3) (checked in double precision).
+TEST(Prune, QkStatisticIsTheAttentionKl) {
+  auto m = random_vit({}, 12);
+  Tensor x = images(3, 13);
+  const auto st = prune::collect_stats(m, {x}, false);
+  std::vector<float> qkv;
+  int64_t rows = 0;
+  {
+    compress::Capture cap(m, [&](const compress::Captured& c) { qkv.assign(c.y, c.y + c.rows * c.out), rows = c.rows; },
+                          [](const std::string& n) { return n == "blocks.1.attn.qkv"; });
+    m.forward(x);
+  }
+  const int64_t C = 48, d = 16, h = 1, T = rows / 3;
+  const double scale = m.blocks[1].attn.scale, eps = 1e-2;
+  const std::vector<int64_t> R = {1, 4, 9};
+  double kl = 0;
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<double> s0(static_cast<size_t>(T), 0.0), s1(static_cast<size_t>(T), 0.0);
+      for (int64_t u = 0; u < T; ++u)
+        for (int64_t j = 0; j < d; ++j) {
+          const double q = qkv[size_t((b * T + t) * 3 * C + h * d + j)], k = qkv[size_t((b * T + u) * 3 * C + C + h * d + j)];
+          s0[size_t(u)] += scale * q * k;
+          s1[size_t(u)] += scale * q * k * (std::count(R.begin(), R.end(), j) ? 1 - eps : 1.0);
+        }
+      auto logsoftmax = [](std::vector<double> v) {
+        const double mx = *std::max_element(v.begin(), v.end());
+        double z = 0;
+        for (double a : v) z += std::exp(a - mx);
+        for (double& a : v) a -= mx + std::log(z);
+        return v;
+      };
+      const auto l0 = logsoftmax(s0), l1 = logsoftmax(s1);
+      for (int64_t u = 0; u < T; ++u) kl += std::exp(l0[size_t(u)]) * (l0[size_t(u)] - l1[size_t(u)]);
+    }
+  double pred = 0;
+  for (int64_t i : R)
+    for (int64_t j : R) pred += st.blocks[1].qk_m[size_t(h)][size_t(i * d + j)];
+  pred *= eps * eps / 2;
+  ASSERT_GT(kl, 0);
+  EXPECT_NEAR(pred / kl, 1.0, 0.05) << "predicted " << pred << " measured " << kl;
+}
+
+// Without refit, SNP's value / MLP order is the greedy order of the exact output change
+// E(R) = sum_{i,j in R} G_ij (w_i . w_j): the first index removed has the smallest |X_j w_j^T|^2.
+TEST(Prune, OutputErrorOrderStartsWithTheSmallestContribution) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  const int64_t rows = 200, n = 12, out = 5;
+  std::vector<float> x(size_t(rows * n));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) x[size_t(r * n + j)] = nd(rng) * float(1 + j % 4) + (j == 7 ? 3.f : 0.f);
+  prune::Moments mo;
+  mo.add(x.data(), 120, n);  // two batches: the Chan merge must equal one pass
+  mo.add(x.data() + 120 * n, rows - 120, n);
+  Eigen::MatrixXd w(out, n);
+  for (int64_t i = 0; i < out * n; ++i) w.data()[i] = nd(rng);
+  for (auto c : {prune::Compensation::none, prune::Compensation::mean}) {
+    std::vector<double> e(static_cast<size_t>(n), 0.0);
+    for (int64_t j = 0; j < n; ++j) {
+      double mean = 0;
+      for (int64_t r = 0; r < rows; ++r) mean += x[size_t(r * n + j)] / double(rows);
+      for (int64_t r = 0; r < rows; ++r) {
+        const double xj = x[size_t(r * n + j)] - (c == prune::Compensation::mean ? mean : 0.0);
+        e[size_t(j)] += xj * xj * w.col(j).squaredNorm();
+      }
+    }
+    const auto o = prune::output_error_order(w, mo, c, 0.01);
+    ASSERT_EQ(o.size(), size_t(n));
+    EXPECT_EQ(o[0], std::min_element(e.begin(), e.end()) - e.begin()) << prune::compensation_name(c);
+  }
 }
 
 TEST(Prune, TargetFlopsIsReachedAndDeterministic) {

@@ -23,7 +23,8 @@ void add_prune(CLI::App& app) {
     std::string method = "snp", calib, split, out;
     double keep_qk = -1, keep_v = -1, keep_mlp = -1, keep_embed = -1, target_flops = -1;  // -1: not given
     int heads = 0, batch = 16;
-    bool compensate = false;
+    bool compensate = false, refit = false;
+    double damping = 1e-2;
   };
   auto a = std::make_shared<Args>();
   add_model_args(cmd, *a);
@@ -45,9 +46,17 @@ void add_prune(CLI::App& app) {
                   "not given, is found by bisection (the achieved fraction is printed)")
       ->check(ratio)
       ->excludes(heads);
-  cmd->add_flag("--compensate", a->compensate,
-                "fold the calibration mean of every removed MLP unit and value channel into fc2's / "
-                "proj's bias (needs --calib; works with either method)");
+  auto* mean = cmd->add_flag("--compensate", a->compensate,
+                             "fold the calibration mean of every removed MLP unit and value channel into "
+                             "fc2's / proj's bias (needs --calib; works with every method)");
+  cmd->add_flag("--refit", a->refit,
+                "refit fc2 and proj (weights and bias) by ridge least squares so that their kept inputs "
+                "reproduce the original outputs on the calibration tokens; snp then removes the units "
+                "the refit can best do without (needs --calib; works with every method)")
+      ->excludes(mean);
+  cmd->add_option("--refit-damping", a->damping,
+                  "ridge term of --refit, as a fraction of the mean diagonal of the input Gram")
+      ->check(CLI::Range(1e-8, 1e3));
   cmd->add_option("--calib", a->calib, "calibration image folder (ImageNet-style); needed by snp and taylor");
   cmd->add_option("--split", a->split, "file listing the calibration images (e.g. calib.txt)");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
@@ -61,12 +70,15 @@ void add_prune(CLI::App& app) {
     s.keep_mlp = opt(a->keep_mlp);
     s.keep_embed = opt(a->keep_embed);
     s.heads = a->heads;
-    s.compensate = a->compensate;
+    s.compensation = a->refit        ? prune::Compensation::refit
+                     : a->compensate ? prune::Compensation::mean
+                                     : prune::Compensation::none;
+    s.refit_damping = a->damping;
     check(a->target_flops != 0, "--target-flops must be in (0, 1]");
     s.target_flops = std::max(a->target_flops, 0.0);
-    const bool needs_calib = s.method != prune::Method::l1 || s.compensate;
+    const bool needs_calib = s.method != prune::Method::l1 || s.compensation != prune::Compensation::none;
     check(!needs_calib || !a->calib.empty(),
-          "--method snp / taylor and --compensate need --calib DIR (and usually --split calib.txt)");
+          "--method snp / taylor, --compensate and --refit need --calib DIR (and usually --split calib.txt)");
     auto m = open_model(*a);
     std::vector<Tensor> calib;  // preprocessed up front (128 ViT-Ti images: 77 MB)
     if (needs_calib) {

@@ -1,5 +1,7 @@
 #include "compress/capture.h"
 
+#include "core/error.h"
+
 namespace vs::compress {
 namespace {
 
@@ -45,6 +47,43 @@ Capture::Capture(const std::vector<std::pair<std::string, std::unique_ptr<nn::Li
 
 Capture::~Capture() {
   for (auto& [name, slot] : slots_) *slot = static_cast<CapturingLinear*>(slot->get())->release();
+}
+
+}  // namespace vs::compress
+
+namespace vs::compress {
+namespace {
+
+struct StopForward {};  // ends a calibration pass once the layer of interest has run
+
+// The input [rows, in] the layer `name` of `model` gets on `images`; the pass stops there.
+std::vector<float> input_of(models::ViT& model, const std::string& name, const Tensor& images, int64_t& in,
+                            int64_t& rows) {
+  std::vector<float> x;
+  bool seen = false;
+  {
+    Capture cap(model, [&](const Captured& c) {
+      x.assign(c.x, c.x + c.rows * c.in), in = c.in, rows = c.rows, seen = true;
+      throw StopForward{};
+    }, [&](const std::string& n) { return n == name; });
+    try {
+      model.forward(images);
+    } catch (const StopForward&) {
+    }
+  }
+  check(seen, "calibration: the model has no layer '" + name + "'");
+  return x;
+}
+
+}  // namespace
+
+void paired_inputs(models::ViT& ref, const std::string& ref_name, models::ViT& model, const std::string& name,
+                   const Tensor& images, const PairedFn& fn) {
+  int64_t in_ref = 0, rows_ref = 0, in = 0, rows = 0;
+  const std::vector<float> x_ref = input_of(ref, ref_name, images, in_ref, rows_ref);
+  const std::vector<float> x = input_of(model, name, images, in, rows);
+  check(rows == rows_ref, "calibration: the two models disagree on the rows of '" + name + "'");
+  fn(x.data(), in, x_ref.data(), in_ref, rows);
 }
 
 }  // namespace vs::compress

@@ -33,35 +33,11 @@ Factors factorize(const Mat& W, const OutputSpectrum& s, int64_t r) {
   return {std::move(A), std::move(B)};
 }
 
-void PairedMoments::add(const float* x, const float* x_fp32, int64_t n) {
-  if (n <= 0) return;
-  using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const int64_t in = cc.rows();
-  Eigen::Map<const RowMatF> Xc(x, n, in), Xf(x_fp32, n, in);
-  const Vec bc = Xc.cast<double>().colwise().mean().transpose(), bx = Xf.cast<double>().colwise().mean().transpose();
-  const RowMatF Zc = Xc.rowwise() - bc.transpose().cast<float>(), Zf = Xf.rowwise() - bx.transpose().cast<float>();
-  const Eigen::MatrixXf pcc = Zc.transpose() * Zc, pcx = Zc.transpose() * Zf;  // float GEMMs, centred data
-  const double na = double(rows), nb = double(n), tot = na + nb;
-  const Vec dc = bc - mean_c, dx = bx - mean_x;
-  cc += pcc.cast<double>() + (na * nb / tot) * dc * dc.transpose();
-  cx += pcx.cast<double>() + (na * nb / tot) * dc * dx.transpose();
-  mean_c += (nb / tot) * dc;
-  mean_x += (nb / tot) * dx;
-  rows += n;
-}
-
 Refit refit_low_rank(const Mat& W, const Vec& b, const PairedMoments& m, int64_t r, double damping) {
   check(m.rows > 0, "low-rank: no calibration rows to refit on");
-  Mat Cc = m.cc;
-  const Mat& Dc = m.cx;
-  const double lambda = damping * std::max(Cc.diagonal().mean(), 1e-30);
-  Cc.diagonal().array() += lambda;
-  // M*^T = (Cc + lambda I)^{-1} Dc W^T; Cc + lambda I is positive definite.
-  Eigen::LLT<Mat> llt(Cc);
-  check(llt.info() == Eigen::Success, "low-rank: damped X'^T X' is not positive definite");
-  const Mat Mstar = llt.solve(Dc * W.transpose()).transpose();
-  Cc.diagonal().array() -= lambda;  // the rank-r step measures error on the data itself
-  Refit out{factorize(Mstar, output_spectrum(Mstar, &Cc), r), {}};
+  const LinearFit full = ridge_refit(W, b, m, damping);  // M* and its bias, full rank
+  // The best rank-r approximation of X'_c M*^T, measured on the data itself (no damping).
+  Refit out{factorize(full.W, output_spectrum(full.W, &m.cc), r), {}};
   out.bias = W * m.mean_x + b - out.f.A * (out.f.B * m.mean_c);
   return out;
 }

@@ -13,6 +13,8 @@
 #include <Eigen/Dense>
 #include <cstdint>
 
+#include "compress/moments.h"
+
 namespace vs::compress {
 
 using Mat = Eigen::MatrixXd;
@@ -45,25 +47,9 @@ struct Factors {
 };
 Factors factorize(const Mat& W, const OutputSpectrum& s, int64_t r);
 
-// Sufficient statistics for refitting a layer on inputs X' of the compressed model against the
-// targets Y = X W^T + b of the FP32 model on its own inputs X (row i of X and X' from the same
-// image and token): the means and the centred products (X' - mean')^T (X' - mean') and
-// (X' - mean')^T (X - mean). Batches are merged with Chan's update, each centred on its own mean
-// before its float product: summing raw X'^T X' and centring at the end (X'^T X' - n m m^T)
-// cancels catastrophically for the ViT channels whose mean dwarfs their spread.
-struct PairedMoments {
-  Mat cc, cx;  // centred X'^T X', centred X'^T X
-  Vec mean_c, mean_x;
-  int64_t rows = 0;
-  explicit PairedMoments(int64_t in = 0)
-      : cc(Mat::Zero(in, in)), cx(Mat::Zero(in, in)), mean_c(Vec::Zero(in)), mean_x(Vec::Zero(in)) {}
-  // Adds a batch of row-major rows x [n, in] (compressed model) and x_fp32 [n, in] (FP32 model).
-  void add(const float* x, const float* x_fp32, int64_t n);
-};
-
 // Error compensation in closed form (reduced-rank regression): the rank-r M and free bias b'
-// minimising ||X' M^T + b' - (X W^T + b)||_F^2. Solved as least squares on centred data,
-// M* = W Dc^T (Cc + damping * mean(diag Cc) I)^{-1} (Cc, Dc: the centred products above),
+// minimising ||X' M^T + b' - (X W^T + b)||_F^2 (X' the compressed model's inputs, X the FP32
+// model's; compress/moments.h). Solved as the full-rank ridge least squares M* (ridge_refit),
 // then the best rank-r approximation of X'_c M*^T as above; b' = mean(Y) - M mean(X').
 struct Refit {
   Factors f;

@@ -66,8 +66,6 @@ struct Layer {
   std::string kept;  // why the layer is not factorised at all ("" = it may be)
 };
 
-struct StopForward {};  // ends a calibration forward pass once the layers of interest have run
-
 void for_each_batch(const std::vector<std::string>& images, int batch, const models::ViT& model,
                     const std::function<void(const Tensor&, size_t)>& fn) {
   for (size_t i = 0; i < images.size(); i += size_t(batch)) {
@@ -76,65 +74,26 @@ void for_each_batch(const std::vector<std::string>& images, int batch, const mod
   }
 }
 
-// Runs `model` on the batch; a capture callback may end the pass early with StopForward.
-void forward_until(const models::ViT& model, const Tensor& images) {
-  try {
-    model.forward(images);
-  } catch (const StopForward&) {
-  }
-}
-
 // Step 4: refits the factorised layers one at a time, in forward order, on the inputs the
 // compressed model gives them, against the FP32 model's layer outputs.
 void compensate(models::ViT& model, models::ViT& ref, std::vector<Layer>& layers,
                 const LowRankSettings& s, const std::vector<std::string>& calib, bool progress) {
-  std::vector<std::vector<Layer*>> groups;
+  // One layer at a time: refitting a whole block at once fitted fc2 to the outputs of the old
+  // fc1 and then replaced fc1 too; the mismatches compounded (weights 2-5x off, top-1 0.00).
+  int64_t todo = 0, done = 0;
+  for (auto& l : layers) todo += l.rank > 0;
+  Progress bar("compensate", todo * int64_t(calib.size()));
   for (auto& l : layers) {
     if (l.rank == 0) continue;
-    // One layer at a time: refitting a whole block at once fitted fc2 to the outputs of the old
-    // fc1 and then replaced fc1 too; the mismatches compounded (weights 2-5x off, top-1 0.00).
-    groups.push_back({&l});
-  }
-  Progress bar("compensate", int64_t(groups.size() * calib.size()));
-  int64_t done = 0;
-  for (auto& group : groups) {
-    std::map<std::string, PairedMoments> mom;
-    std::map<std::string, std::vector<float>> fp32_in;  // this batch's FP32 inputs, by layer
-    for (Layer* l : group) mom.emplace(l->name, PairedMoments(l->W.cols()));
-    const size_t want = group.size();
-    auto in_group = [&](const std::string& n) { return mom.count(n) != 0; };
-    auto strip_down = [](const std::string& n) { return n.substr(0, n.size() - 5); };  // "X.down" -> "X"
-    auto is_down_of_group = [&](const std::string& n) {
-      return n.size() > 5 && n.compare(n.size() - 5, 5, ".down") == 0 && in_group(strip_down(n));
-    };
+    PairedMoments mom(l.W.cols());
     for_each_batch(calib, s.batch, model, [&](const Tensor& images, size_t end) {
-      size_t seen = 0;
-      {
-        Capture cap(ref, [&](const Captured& c) {
-          fp32_in[c.name].assign(c.x, c.x + c.rows * c.in);
-          if (++seen == want) throw StopForward{};
-        }, in_group);
-        forward_until(ref, images);
-      }
-      seen = 0;
-      {
-        Capture cap(model, [&](const Captured& c) {
-          const std::string name = strip_down(c.name);
-          PairedMoments& m = mom.at(name);
-          const std::vector<float>& x = fp32_in.at(name);
-          check(int64_t(x.size()) == c.rows * c.in, "low-rank: FP32 and compressed passes disagree on rows");
-          m.add(c.x, x.data(), c.rows);
-          if (++seen == want) throw StopForward{};
-        }, is_down_of_group);
-        forward_until(model, images);
-      }
+      paired_inputs(ref, l.name, model, l.name + ".down", images,
+                    [&](const float* x, int64_t, const float* x_ref, int64_t, int64_t rows) { mom.add(x, x_ref, rows); });
       if (progress) bar.update(done + int64_t(end));
     });
     done += int64_t(calib.size());
-    for (Layer* l : group) {
-      Refit r = refit_low_rank(l->W, to_vec(l->bias), mom.at(l->name), l->rank, s.damping);
-      *l->slot = low_rank_layer(r.f, to_tensor(r.bias));
-    }
+    Refit r = refit_low_rank(l.W, to_vec(l.bias), mom, l.rank, s.damping);
+    *l.slot = low_rank_layer(r.f, to_tensor(r.bias));
   }
   bar.finish();
 }

@@ -4,19 +4,24 @@
 #include <string>
 #include <vector>
 
+#include "compress/moments.h"
 #include "models/vit.h"
 
 namespace vs::prune {
 
+using compress::Moments;
+
 struct BlockStats {
-  // Per head, d x d (d = the head's q/k width): M = sum over images of (Q^T Q) o (Kc^T Kc), with
-  // Q, K the head's queries and keys [tokens, d] and Kc = K minus its mean over tokens. Removing
-  // the q/k pairs R changes the attention logits Q K^T by sum_{i,j in R} M_ij in squared
-  // Frobenius norm, up to a constant per query row (which softmax ignores).
+  // Per head, d x d (d = the head's q/k width), summed over images and query tokens t:
+  //   M = scale^2 sum_t (q_t q_t^T) o Cov_{P_t}(k),
+  // Cov_{P_t}(k) the covariance of the keys under the query's attention distribution P_t. Removing
+  // the q/k pairs R changes query t's logits by delta_s = -scale sum_{j in R} q_tj k_sj, and
+  // KL(P_t || P'_t) = 1/2 Var_{P_t}(delta) + O(delta^3), so sum_{i,j in R} M_ij is twice the
+  // attention KL summed over the calibration queries, to second order: "preserve the attention
+  // scores", measured where softmax puts its mass.
   std::vector<std::vector<double>> qk_m;
-  std::vector<double> ctx_gram;           // [v_total, v_total]: Gram of proj's input (attention outputs)
-  std::vector<double> hidden_sq;          // [hidden]: sum of squares of fc2's input (post-GELU)
-  std::vector<double> hidden_mean, ctx_mean;  // means of fc2's and proj's inputs over the tokens
+  Moments ctx;     // proj's input (attention outputs, [v_total])
+  Moments hidden;  // fc2's input (post-GELU, [hidden])
   std::vector<double> qkv_in_sq, fc1_in_sq;  // [C]: sum of squares of the LayerNorm outputs
 };
 

@@ -9,6 +9,7 @@
 
 #include "compress/prune/calib_stats.h"
 #include "compress/prune/graph.h"
+#include "compress/prune/scores.h"
 #include "models/vit.h"
 
 namespace vs::prune {
@@ -24,9 +25,10 @@ struct PruneSettings {
   std::optional<double> keep_qk, keep_v, keep_mlp, keep_embed;
   int heads = 0;             // keep this many heads per block (0 = all), before the ratios above
   double target_flops = 0;   // (0, 1]: bisect one keep ratio for every unset kind to reach it
-  // Mean compensation (needs calibration data): a removed MLP unit or value channel is replaced
-  // by its mean over the calibration tokens, folded into fc2's / proj's bias.
-  bool compensate = false;
+  // What replaces the removed MLP units and value channels (scores.h, Compensation); anything
+  // but none needs calibration data.
+  Compensation compensation = Compensation::none;
+  double refit_damping = 1e-2;  // refit: ridge term, times the mean diagonal of the input Gram
 };
 
 struct PruneResult {
@@ -34,9 +36,10 @@ struct PruneResult {
   nlohmann::json record;  // config.json "pruning" section (without the per-block widths)
 };
 
-// Mean compensation of `pruned` = apply_plan(model, g, plan) (see PruneSettings::compensate).
-void compensate_means(const models::ViT& model, const Graph& g, const Plan& plan, const CalibStats& st,
-                      models::ViT& pruned);
+// Compensation of `pruned` = apply_plan(model, g, plan) for the removed MLP units and value
+// channels (see Compensation), from the calibration statistics of `model`.
+void compensate(const models::ViT& model, const Graph& g, const Plan& plan, const CalibStats& st,
+                Compensation c, double damping, models::ViT& pruned);
 
 // calib: batches of preprocessed calibration images, needed by snp and taylor (ignored by l1). The input
 // model is used for calibration only and left as it was.

@@ -64,60 +64,88 @@ std::vector<double> col_norms(const nn::Linear& l) {
   return n;
 }
 
-// Greedy removal for an error E(R) = sum_{i,j in R} M_ij with M block-diagonal per head
-// (M[h] is d_h x d_h): each step removes the pair with the smallest increase of E.
-Order greedy_qk(const Graph& g, int block, const BlockStats& s) {
-  auto items = items_of(g, DimKind::qk, block);
-  std::vector<double> inc(items.size());
-  std::vector<char> gone(items.size(), 0);
-  auto m = [&](size_t a, size_t b) {  // M entry between two items of the same head
-    const Group& grp = g.groups[size_t(items[a].first)];
-    return s.qk_m[size_t(grp.head)][size_t(items[a].second * grp.size + items[b].second)];
-  };
-  for (size_t a = 0; a < items.size(); ++a) inc[a] = m(a, a);
-  Order o;
-  for (size_t step = 0; step < items.size(); ++step) {
-    size_t best = items.size();
-    for (size_t a = 0; a < items.size(); ++a)
-      if (!gone[a] && (best == items.size() || inc[a] < inc[best])) best = a;
-    gone[best] = 1;
-    o.push_back(items[best]);
-    for (size_t a = 0; a < items.size(); ++a)
-      if (!gone[a] && items[a].first == items[best].first) inc[a] += 2 * m(a, best);
+// Greedy removal for an error E(R) = sum_{i,j in R} M_ij (M symmetric): each step removes the
+// index with the smallest increase M_jj + 2 sum_{i in R} M_ij. Returns indices of M.
+std::vector<int64_t> greedy_quadratic(const Eigen::MatrixXd& M) {
+  const int64_t n = M.rows();
+  Eigen::VectorXd inc = M.diagonal();
+  std::vector<char> gone(size_t(n), 0);
+  std::vector<int64_t> o;
+  for (int64_t step = 0; step < n; ++step) {
+    int64_t best = -1;
+    for (int64_t a = 0; a < n; ++a)
+      if (!gone[size_t(a)] && (best < 0 || inc[a] < inc[best])) best = a;
+    gone[size_t(best)] = 1;
+    o.push_back(best);
+    inc += 2 * M.col(best);
   }
   return o;
 }
 
-// Value channels: magnitude of the contribution times (1 - its strongest similarity to a kept
-// channel of another head), recomputed after every removal.
-Order greedy_v(const models::ViT& model, const Graph& g, int block, const BlockStats& s) {
-  auto items = items_of(g, DimKind::v, block);
-  const size_t n = items.size();
-  check(s.ctx_gram.size() == n * n, "pruning: calibration statistics do not match block " + std::to_string(block));
-  std::vector<int> head(n);
-  for (size_t a = 0; a < n; ++a) head[a] = g.groups[size_t(items[a].first)].head;  // items are in proj-column order
-  const auto wn = col_norms(*model.blocks[size_t(block)].attn.proj);
-  std::vector<double> mag(n), norm(n);
-  for (size_t a = 0; a < n; ++a) {
-    norm[a] = std::sqrt(std::max(s.ctx_gram[a * n + a], 1e-30));
-    mag[a] = norm[a] * wn[a];
-  }
-  std::vector<char> gone(n, 0);
-  Order o;
-  for (size_t step = 0; step < n; ++step) {
-    size_t best = n;
-    double best_s = 0;
-    for (size_t a = 0; a < n; ++a) {
-      if (gone[a]) continue;
-      double rho = 0;
-      for (size_t b = 0; b < n; ++b)
-        if (!gone[b] && head[b] != head[a]) rho = std::max(rho, std::abs(s.ctx_gram[a * n + b]) / (norm[a] * norm[b]));
-      double sc = mag[a] * (1.0 - std::min(rho, 1.0));
-      if (best == n || sc < best_s) best = a, best_s = sc;
+// Optimal Brain Surgeon order for removing columns of w with a least-squares refit of the rest:
+// removing j costs |w_j|^2 / Hinv_jj (H = damped centred Gram), after which the kept columns
+// absorb what j shared with them (w -= w_j Hinv_j. / Hinv_jj) and Hinv is downdated.
+std::vector<int64_t> obs_order(Eigen::MatrixXd w, const Moments& m, double damping) {
+  const int64_t n = w.cols();
+  Eigen::MatrixXd H = m.cgram;
+  H.diagonal().array() += damping * std::max(H.diagonal().mean(), 1e-30);
+  Eigen::MatrixXd Hinv = H.ldlt().solve(Eigen::MatrixXd::Identity(n, n));
+  std::vector<char> gone(size_t(n), 0);
+  std::vector<int64_t> o;
+  for (int64_t step = 0; step < n; ++step) {
+    int64_t best = -1;
+    double best_cost = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      if (gone[size_t(j)]) continue;
+      const double cost = w.col(j).squaredNorm() / std::max(Hinv(j, j), 1e-300);
+      if (best < 0 || cost < best_cost) best = j, best_cost = cost;
     }
-    gone[best] = 1;
-    o.push_back(items[best]);
+    gone[size_t(best)] = 1;
+    o.push_back(best);
+    const double d = std::max(Hinv(best, best), 1e-300);
+    const Eigen::VectorXd h = Hinv.col(best);  // = row, Hinv symmetric
+    w -= (w.col(best) / d) * h.transpose();
+    Hinv -= (h / d) * h.transpose();
+    w.col(best).setZero();  // exact zero (round-off leaves ~1e-17)
   }
+  return o;
+}
+
+Eigen::MatrixXd weight_of(const nn::Linear& l) {
+  const Tensor& w = dynamic_cast<const nn::DenseLinear&>(l).weight();
+  Eigen::MatrixXd m(w.dim(0), w.dim(1));
+  for (int64_t r = 0; r < w.dim(0); ++r)
+    for (int64_t c = 0; c < w.dim(1); ++c) m(r, c) = w.f32()[r * w.dim(1) + c];
+  return m;
+}
+
+// Query/key pairs of a block: greedy_quadratic on the block-diagonal of the heads' M matrices.
+Order greedy_qk(const Graph& g, int block, const BlockStats& s) {
+  auto items = items_of(g, DimKind::qk, block);  // head by head, pairs in order
+  const int64_t n = int64_t(items.size());
+  Eigen::MatrixXd M = Eigen::MatrixXd::Zero(n, n);
+  for (int64_t a = 0, off = 0; a < n;) {
+    const Group& grp = g.groups[size_t(items[size_t(a)].first)];
+    const auto& m = s.qk_m[size_t(grp.head)];
+    for (int64_t i = 0; i < grp.size; ++i)
+      for (int64_t j = 0; j < grp.size; ++j) M(off + i, off + j) = m[size_t(i * grp.size + j)];
+    off += grp.size;
+    a += grp.size;
+  }
+  Order o;
+  for (int64_t i : greedy_quadratic(M)) o.push_back(items[size_t(i)]);
+  return o;
+}
+
+// Items whose position in items_of order is their input column of `next` (value channels of proj,
+// MLP units of fc2), ordered by output_error_order.
+Order by_output_error(const Graph& g, DimKind kind, int block, const nn::Linear& next, const Moments& m,
+                      Compensation c, double damping) {
+  auto items = items_of(g, kind, block);
+  check(m.rows > 0 && m.mean.size() == int64_t(items.size()),
+        "pruning: calibration statistics do not match block " + std::to_string(block));
+  Order o;
+  for (int64_t i : output_error_order(weight_of(next), m, c, damping)) o.push_back(items[size_t(i)]);
   return o;
 }
 
@@ -165,7 +193,26 @@ Orders taylor_orders(const Graph& g, const TaylorScores& ts) {
   return o;
 }
 
-Orders snp_orders(const models::ViT& model, const Graph& g, const CalibStats& st) {
+Compensation parse_compensation(const std::string& s) {
+  if (s == "none") return Compensation::none;
+  if (s == "mean") return Compensation::mean;
+  if (s == "refit") return Compensation::refit;
+  throw Error("unknown compensation '" + s + "' (none, mean or refit)");
+}
+
+const char* compensation_name(Compensation c) {
+  return c == Compensation::none ? "none" : c == Compensation::mean ? "mean" : "refit";
+}
+
+std::vector<int64_t> output_error_order(const Eigen::MatrixXd& w, const Moments& m, Compensation c, double damping) {
+  check(w.cols() == m.mean.size(), "pruning: a layer's input statistics do not match its weight");
+  if (c == Compensation::refit) return obs_order(w, m, damping);
+  const Eigen::MatrixXd G = c == Compensation::mean ? m.cgram : m.gram();
+  return greedy_quadratic(G.cwiseProduct(w.transpose() * w));
+}
+
+Orders snp_orders(const models::ViT& model, const Graph& g, const CalibStats& st, Compensation c,
+                  double damping) {
   check(st.blocks.size() == model.blocks.size(), "pruning: calibration statistics do not match the model");
   Orders o;
   const int64_t C = model.cfg.embed_dim;
@@ -173,37 +220,26 @@ Orders snp_orders(const models::ViT& model, const Graph& g, const CalibStats& st
   // Adds one residual-reading layer's normalised per-channel input contribution.
   auto add_reader = [&](const std::vector<double>& in_sq, const nn::Linear& l) {
     auto wn = col_norms(l);
-    std::vector<double> c(static_cast<size_t>(C), 0.0);
-    for (size_t i = 0; i < c.size(); ++i) c[i] = std::sqrt(in_sq[i]) * wn[i];
-    double total = std::accumulate(c.begin(), c.end(), 0.0);
-    for (size_t i = 0; i < c.size(); ++i) embed[i] += c[i] / std::max(total, 1e-30);
+    std::vector<double> contrib(static_cast<size_t>(C), 0.0);
+    for (size_t i = 0; i < contrib.size(); ++i) contrib[i] = std::sqrt(in_sq[i]) * wn[i];
+    double total = std::accumulate(contrib.begin(), contrib.end(), 0.0);
+    for (size_t i = 0; i < contrib.size(); ++i) embed[i] += contrib[i] / std::max(total, 1e-30);
   };
   for (int b = 0; b < int(model.blocks.size()); ++b) {
     const auto& blk = model.blocks[size_t(b)];
     const BlockStats& s = st.blocks[size_t(b)];
     o.qk.push_back(greedy_qk(g, b, s));
-    o.v.push_back(greedy_v(model, g, b, s));
-    auto items = items_of(g, DimKind::mlp, b);
-    auto wn = col_norms(*blk.mlp.fc2);
-    std::vector<double> ms;
-    for (auto& [gi, j] : items) ms.push_back(std::sqrt(s.hidden_sq[size_t(j)]) * wn[size_t(j)]);
-    o.mlp.push_back(by_score(items, ms));
+    o.v.push_back(by_output_error(g, DimKind::v, b, *blk.attn.proj, s.ctx, c, damping));
+    o.mlp.push_back(by_output_error(g, DimKind::mlp, b, *blk.mlp.fc2, s.hidden, c, damping));
     add_reader(s.qkv_in_sq, *blk.attn.qkv);
     add_reader(s.fc1_in_sq, *blk.mlp.fc1);
     // Head h's share of proj's output energy: sum_{i,j in h} G_ij (w_i . w_j).
-    const Tensor& w = dynamic_cast<const nn::DenseLinear&>(*blk.attn.proj).weight();
-    const int64_t vt = w.dim(1);
+    const Eigen::MatrixXd w = weight_of(*blk.attn.proj), G = s.ctx.gram();
     std::vector<double> hs;
     int64_t off = 0;
     for (int64_t d : blk.attn.heads.v_dim) {
-      double e = 0;
-      for (int64_t i = off; i < off + d; ++i)
-        for (int64_t j = off; j < off + d; ++j) {
-          double wij = 0;
-          for (int64_t r = 0; r < w.dim(0); ++r) wij += double(w.f32()[r * vt + i]) * w.f32()[r * vt + j];
-          e += s.ctx_gram[size_t(i * vt + j)] * wij;
-        }
-      hs.push_back(e);
+      const auto wh = w.middleCols(off, d);
+      hs.push_back(G.block(off, off, d, d).cwiseProduct(wh.transpose() * wh).sum());
       off += d;
     }
     o.heads.push_back(heads_by_score(hs));
