@@ -16,9 +16,9 @@ read -r -a VARIANTS <<< "${VARIANTS:-svd aware mixed full}"
 OUT=out/lowrank
 mkdir -p "$OUT"
 declare -A FLAGS=(
-  [svd]="--factorization svd --allocation uniform "
-  [aware]="--factorization activation --allocation uniform "
-  [mixed]="--factorization activation --allocation greedy "
+  [svd]="--factorization svd --allocation uniform --no-compensation"
+  [aware]="--factorization activation --allocation uniform --no-compensation"
+  [mixed]="--factorization activation --allocation greedy --no-compensation"
   [full]="--factorization activation --allocation greedy --compensation"
 )
 for p in "${BUDGETS[@]}"; do

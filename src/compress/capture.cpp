@@ -56,9 +56,10 @@ namespace {
 
 struct StopForward {};  // ends a calibration pass once the layer of interest has run
 
-// The input [rows, in] the layer `name` of `model` gets on `images`; the pass stops there.
-std::vector<float> input_of(models::ViT& model, const std::string& name, const Tensor& images, int64_t& in,
-                            int64_t& rows) {
+}  // namespace
+
+std::vector<float> layer_input(models::ViT& model, const std::string& name, const Tensor& images, int64_t& in,
+                               int64_t& rows) {
   std::vector<float> x;
   bool seen = false;
   {
@@ -73,17 +74,6 @@ std::vector<float> input_of(models::ViT& model, const std::string& name, const T
   }
   check(seen, "calibration: the model has no layer '" + name + "'");
   return x;
-}
-
-}  // namespace
-
-void paired_inputs(models::ViT& ref, const std::string& ref_name, models::ViT& model, const std::string& name,
-                   const Tensor& images, const PairedFn& fn) {
-  int64_t in_ref = 0, rows_ref = 0, in = 0, rows = 0;
-  const std::vector<float> x_ref = input_of(ref, ref_name, images, in_ref, rows_ref);
-  const std::vector<float> x = input_of(model, name, images, in, rows);
-  check(rows == rows_ref, "calibration: the two models disagree on the rows of '" + name + "'");
-  fn(x.data(), in, x_ref.data(), in_ref, rows);
 }
 
 }  // namespace vs::compress

@@ -42,13 +42,10 @@ class Capture {
   std::vector<std::string> names_;
 };
 
-// Runs `ref` and `model` on the same images, each only up to its layer named `ref_name` /
-// `name`, and calls fn with the inputs those layers get: x [rows, in] in `model` and x_ref
-// [rows, in_ref] in `ref` (row i of both from the same image and token). This is what a
-// sequential refit needs: the compressed model's inputs, with every earlier change applied,
-// against the original model's.
-using PairedFn = std::function<void(const float* x, int64_t in, const float* x_ref, int64_t in_ref, int64_t rows)>;
-void paired_inputs(models::ViT& ref, const std::string& ref_name, models::ViT& model, const std::string& name,
-                   const Tensor& images, const PairedFn& fn);
+// The input [rows, in] (row-major) that the layer `name` of `model` gets on `images`; the
+// forward pass stops right after it. For methods that refit layers one at a time on the inputs
+// the already-compressed model gives them.
+std::vector<float> layer_input(models::ViT& model, const std::string& name, const Tensor& images, int64_t& in,
+                               int64_t& rows);
 
 }  // namespace vs::compress
