@@ -5,6 +5,8 @@
 namespace vs::compress {
 namespace {
 
+struct StopForward {};  // ends a calibration pass (layer_input) once the layer of interest has run
+
 // Stands in for a Linear: runs it unchanged, then reports its input and output.
 class CapturingLinear final : public nn::Linear {
  public:
@@ -48,15 +50,6 @@ Capture::Capture(const std::vector<std::pair<std::string, std::unique_ptr<nn::Li
 Capture::~Capture() {
   for (auto& [name, slot] : slots_) *slot = static_cast<CapturingLinear*>(slot->get())->release();
 }
-
-}  // namespace vs::compress
-
-namespace vs::compress {
-namespace {
-
-struct StopForward {};  // ends a calibration pass once the layer of interest has run
-
-}  // namespace
 
 std::vector<float> layer_input(models::ViT& model, const std::string& name, const Tensor& images, int64_t& in,
                                int64_t& rows) {

@@ -44,6 +44,17 @@ void PairedMoments::add(const float* x, const float* x_orig, int64_t n) {
   rows += n;
 }
 
+PairedMoments PairedMoments::of_columns(const Moments& m, const std::vector<int64_t>& cols) {
+  if (cols.empty()) {
+    PairedMoments p(m.mean.size());
+    p.cc = p.cx = m.cgram, p.mean_c = p.mean_x = m.mean, p.rows = m.rows;
+    return p;
+  }
+  PairedMoments p(int64_t(cols.size()), m.mean.size());
+  p.cc = m.cgram(cols, cols), p.cx = m.cgram(cols, Eigen::all), p.mean_c = m.mean(cols), p.mean_x = m.mean, p.rows = m.rows;
+  return p;
+}
+
 LinearFit ridge_refit(const Eigen::MatrixXd& W, const Eigen::VectorXd& b, const PairedMoments& m, double damping) {
   check(m.rows > 0, "refit: no calibration rows");
   check(W.cols() == m.cx.cols() && b.size() == W.rows(), "refit: the layer does not match its calibration moments");

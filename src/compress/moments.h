@@ -8,6 +8,7 @@
 #pragma once
 #include <Eigen/Dense>
 #include <cstdint>
+#include <vector>
 
 namespace vs::compress {
 
@@ -32,6 +33,9 @@ struct PairedMoments {
         mean_c(Eigen::VectorXd::Zero(in_c)), mean_x(Eigen::VectorXd::Zero(in_x)) {}
   explicit PairedMoments(int64_t in = 0) : PairedMoments(in, in) {}
   void add(const float* x, const float* x_orig, int64_t n);  // x [n, in_c], x_orig [n, in_x]
+  // X' = the columns `cols` (all when empty) of the rows m was accumulated on, paired with all of
+  // them: a layer that reads some (pruning) or all (low rank) of the original layer's inputs.
+  static PairedMoments of_columns(const Moments& m, const std::vector<int64_t>& cols = {});
 };
 
 // The layer y = x W'^T + b' on the compressed model's inputs that best reproduces the original

@@ -74,8 +74,6 @@ void for_each_batch(const std::vector<std::string>& images, int batch, const mod
   }
 }
 
-// Step 4: refits the factorised layers one at a time, in forward order, on the inputs the
-// compressed model gives them, against the FP32 model's layer outputs.
 // Step 4: refits the factorised layers one at a time, in forward order, on the inputs X' the
 // compressed model gives them (errors of every earlier layer included), against the layer's own
 // FP32 weights on those inputs: target X' W^T + b. Targeting the FP32 model's outputs X W^T + b
@@ -96,9 +94,8 @@ void compensate(models::ViT& model, std::vector<Layer>& layers, const LowRankSet
       if (progress) bar.update(done + int64_t(end));
     });
     done += int64_t(calib.size());
-    PairedMoments pm(l.W.cols());  // X' paired with itself: the target is the layer on X'
-    pm.cc = pm.cx = m.cgram, pm.mean_c = pm.mean_x = m.mean, pm.rows = m.rows;
-    Refit r = refit_low_rank(l.W, to_vec(l.bias), pm, l.rank, s.damping);
+    // X' paired with itself: the target is the layer on X'.
+    Refit r = refit_low_rank(l.W, to_vec(l.bias), PairedMoments::of_columns(m), l.rank, s.damping);
     *l.slot = low_rank_layer(r.f, to_tensor(r.bias));
   }
   bar.finish();

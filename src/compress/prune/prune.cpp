@@ -108,9 +108,7 @@ void compensate_layer(const nn::Linear& orig, std::unique_ptr<nn::Linear>& prune
     if (kept_in[size_t(i)]) K.push_back(i);
   if (int64_t(K.size()) == W.cols()) return;  // nothing removed: nothing to compensate (a refit would still move W)
   if (c == Compensation::refit && !K.empty()) {
-    compress::PairedMoments pm(int64_t(K.size()), W.cols());
-    pm.cc = m.cgram(K, K), pm.cx = m.cgram(K, Eigen::all), pm.mean_c = m.mean(K), pm.mean_x = m.mean, pm.rows = m.rows;
-    const compress::LinearFit f = compress::ridge_refit(W, b, pm, damping);
+    const compress::LinearFit f = compress::ridge_refit(W, b, compress::PairedMoments::of_columns(m, K), damping);
     pruned = dense_layer(f.W, f.b);
     return;
   }
