@@ -9,6 +9,8 @@
 
 #include "kernels/gemm_int8.h"
 #include "models/load.h"
+#include "kernels/attention.h"
+#include "nn/block.h"
 #include "nn/quant_linear.h"
 #include "test_util.h"
 
@@ -86,6 +88,59 @@ TEST(QuantLinear, TallInputsRunInRowTilesWithTheSameResult) {
       q->forward(x.f32() + m0 * K, parts.f32() + m0 * N, std::min(chunk, M - m0), nn::Epilogue::gelu);
     EXPECT_EQ(test::max_abs_diff(whole, parts), 0.f) << (dynamic ? "dynamic" : "static");
     EXPECT_GT(test::max_abs_diff(whole, Tensor({M, N})), 0.f);  // not all zeros
+  }
+}
+
+TEST(QuantLinear, FusedBlockEqualsLayerByLayer) {
+  // Block::forward hands a quantised qkv / fc1 its input as codes straight from the LayerNorm,
+  // and fc1's GELU output to fc2 as codes (per token here); the attention core computes
+  // softmax and probability codes in one row pass. All of it must equal the layers run one by one
+  // on floats, bit for bit, in both execution modes.
+  ModeGuard guard;
+  const int64_t B = 2, T = 13, C = 64, H = 4, hidden = 96, rows = B * T;
+  auto quant = [&](int64_t out, int64_t in, unsigned seed, nn::ActQuant act) {
+    nn::DenseLinear d(test::random_tensor({out, in}, seed, 0.1f), test::random_tensor({out}, seed + 1, 0.1f));
+    Tensor ws({out});
+    for (int64_t n = 0; n < out; ++n) ws.f32()[n] = 0.4f / 127.f;
+    return nn::QuantLinear::from_dense(d, ws, 8, act);
+  };
+  nn::Block blk;
+  blk.norm1 = {test::random_tensor({C}, 21, 0.2f), test::random_tensor({C}, 22, 0.1f), 1e-6f};
+  blk.norm2 = {test::random_tensor({C}, 23, 0.2f), test::random_tensor({C}, 24, 0.1f), 1e-6f};
+  for (Tensor* w : {&blk.norm1.weight, &blk.norm2.weight})
+    for (int64_t c = 0; c < C; ++c) w->f32()[c] += 1.f;
+  blk.attn.heads.qk_dim.assign(H, C / H);
+  blk.attn.heads.v_dim.assign(H, C / H);
+  blk.attn.scale = 0.25f;
+  blk.attn.qkv = quant(3 * C, C, 31, {8, false, 8.f / 255.f, 120});
+  blk.attn.proj = quant(C, C, 33, {8, false, 2.f / 255.f, 128});
+  blk.attn.quant.q_bits = blk.attn.quant.k_bits = blk.attn.quant.v_bits = blk.attn.quant.p_bits = 8;
+  blk.attn.quant.q_scale = blk.attn.quant.k_scale = blk.attn.quant.v_scale = 1.f / 64.f;
+  blk.attn.quant.q_zero = blk.attn.quant.k_zero = 128;
+  blk.attn.quant.p_scale = 1.f / 255.f;
+  blk.mlp.fc1 = quant(hidden, C, 35, {8, false, 8.f / 255.f, 128});
+  blk.mlp.fc2 = quant(C, hidden, 37, {8, true});
+  ASSERT_NE(nn::taking_codes(*blk.attn.qkv, rows), nullptr);
+  ASSERT_NE(nn::taking_codes(*blk.mlp.fc2, rows), nullptr);
+  const Tensor x0 = test::random_tensor({rows, C}, 41, 1.f);
+  for (auto mode : {nn::ExecMode::integer, nn::ExecMode::simulated}) {
+    nn::set_exec_mode(mode);
+    Tensor fused = x0.clone();
+    blk.forward(fused.f32(), B, T);
+    // Layer by layer, on floats.
+    Tensor x = x0.clone(), h({rows, C}), qkv({rows, 3 * C}), ctx({rows, C}), y({rows, C}), hid({rows, hidden});
+    blk.norm1.forward(x.f32(), h.f32(), rows);
+    blk.attn.qkv->forward(h.f32(), qkv.f32(), rows, nn::Epilogue::none);
+    kernels::attention_quant(qkv.f32(), ctx.f32(), B, T, blk.attn.heads, blk.attn.scale, blk.attn.quant,
+                             nn::int_engine());
+    blk.attn.proj->forward(ctx.f32(), y.f32(), rows, nn::Epilogue::none);
+    for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] += y.f32()[i];
+    blk.norm2.forward(x.f32(), h.f32(), rows);
+    blk.mlp.fc1->forward(h.f32(), hid.f32(), rows, nn::Epilogue::gelu);
+    blk.mlp.fc2->forward(hid.f32(), y.f32(), rows, nn::Epilogue::none);
+    for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] += y.f32()[i];
+    EXPECT_EQ(test::max_abs_diff(fused, x), 0.f) << (mode == nn::ExecMode::integer ? "integer" : "simulated");
+    EXPECT_GT(test::max_abs_diff(fused, x0), 0.1f);  // the block did something
   }
 }
 

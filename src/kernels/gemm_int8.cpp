@@ -32,9 +32,15 @@ dnnl::memory::desc plain_weights(const IntGemm& g) {
 Prim make(const IntGemm& g, bool zero_point, bool packed) {
   const int64_t B = g.batch, M = g.M, N = g.N, K = g.K;
   Prim p;
-  p.src = dnnl::memory::desc({B, M, K}, dt::u8, {M * g.a_ld(), g.a_ld(), 1});
-  p.wei = packed ? dnnl::memory::desc({B, K, N}, dt::s8, dnnl::memory::format_tag::any) : plain_weights(g);
-  p.dst = dnnl::memory::desc({B, M, N}, dt::s32, {M * g.c_ld(), g.c_ld(), 1});
+  if (packed) {  // 2-d descriptors: brgemm picks its VNNI-blocked weight layout only for 2-d weights
+    p.src = dnnl::memory::desc({M, K}, dt::u8, {g.a_ld(), 1});
+    p.wei = dnnl::memory::desc({K, N}, dt::s8, dnnl::memory::format_tag::any);
+    p.dst = dnnl::memory::desc({M, N}, dt::s32, {g.c_ld(), 1});
+  } else {
+    p.src = dnnl::memory::desc({B, M, K}, dt::u8, {M * g.a_ld(), g.a_ld(), 1});
+    p.wei = plain_weights(g);
+    p.dst = dnnl::memory::desc({B, M, N}, dt::s32, {M * g.c_ld(), g.c_ld(), 1});
+  }
   dnnl::primitive_attr attr;
   if (zero_point) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.src, p.wei, p.dst), attr, dnnl_engine());
@@ -54,7 +60,7 @@ void gemm_onednn(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_
   auto& eng = dnnl_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<uint8_t*>(a))},
-      {DNNL_ARG_WEIGHTS, packed ? wcache->impl->get(p.wei, plain_weights(g), b)
+      {DNNL_ARG_WEIGHTS, packed ? wcache->impl->get(p.wei, dnnl::memory::desc({g.K, g.N}, dt::s8, {1, g.b_ld()}), b)
                                 : dnnl::memory(p.wei, eng, const_cast<int8_t*>(b))},
       {DNNL_ARG_DST, dnnl::memory(p.dst, eng, c)}};
   dnnl::memory zm;

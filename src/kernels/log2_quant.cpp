@@ -26,18 +26,20 @@ inline int32_t log2_code(float x, float s, const float* thr, int32_t cmax) {
 }
 
 template <int TAU>
-void codes_loop(const float* x, uint8_t* codes, int64_t n, const Log2Grid& g) {
-  constexpr int64_t kBlock = 4096;
-  const float s = g.scale;
+void codes_row(const float* x, uint8_t* codes, int64_t n, const Log2Grid& g) {
   float thr[TAU];
   std::copy(g.thr, g.thr + TAU, thr);
+  const float s = g.scale;
   const int32_t cmax = g.cmax;
-#pragma omp parallel for schedule(static) if (n >= 4 * kBlock)
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const int64_t end = std::min(n, b + kBlock);
 #pragma omp simd
-    for (int64_t i = b; i < end; ++i) codes[i] = uint8_t(log2_code<TAU>(x[i], s, thr, cmax));
-  }
+  for (int64_t i = 0; i < n; ++i) codes[i] = uint8_t(log2_code<TAU>(x[i], s, thr, cmax));
+}
+
+template <int TAU>
+void codes_loop(const float* x, uint8_t* codes, int64_t n, const Log2Grid& g) {
+  constexpr int64_t kBlock = 4096;
+#pragma omp parallel for schedule(static) if (n >= 4 * kBlock)
+  for (int64_t b = 0; b < n; b += kBlock) codes_row<TAU>(x + b, codes + b, std::min(kBlock, n - b), g);
 }
 
 }  // namespace
@@ -66,6 +68,14 @@ void log2_codes(const float* x, uint8_t* codes, int64_t n, const Log2Grid& g) {
     case 1: codes_loop<1>(x, codes, n, g); break;
     case 2: codes_loop<2>(x, codes, n, g); break;
     default: codes_loop<4>(x, codes, n, g); break;
+  }
+}
+
+void log2_codes_row(const float* x, uint8_t* codes, int64_t n, const Log2Grid& g) {
+  switch (g.tau) {
+    case 1: codes_row<1>(x, codes, n, g); break;
+    case 2: codes_row<2>(x, codes, n, g); break;
+    default: codes_row<4>(x, codes, n, g); break;
   }
 }
 

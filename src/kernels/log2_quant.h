@@ -19,6 +19,8 @@ Log2Grid make_log2_grid(float scale, int tau, int bits);
 
 // codes[i] for x[i]; zero, negatives, NaN and values below FLT_MIN relative to s take cmax.
 void log2_codes(const float* x, uint8_t* codes, int64_t n, const Log2Grid& g);
+// The same on the calling thread (for fused row passes).
+void log2_codes_row(const float* x, uint8_t* codes, int64_t n, const Log2Grid& g);
 
 // Integer execution of a product with log2-coded probabilities: 2^(-c / tau) in 16-bit fixed
 // point, table[c] = round(2^(15 - c / tau)) (table[cmax] = 0), so P.v = s * 2^-15 * sum table[c] v.

@@ -23,13 +23,35 @@ void scores_f32(const float* q, const float* k, float* p, const MhaShape& s) {
                  {s.H * s.Nq * s.Nk, s.Nq * s.Nk, s.Nk, 1});
 }
 
-// Integer scores of all heads, (q^ - zq)(k^ - zk) * q_scale * k_scale, into p [B, H, Nq, Nk]:
-// q and k quantised head-major in one pass each, one batched (B * H) GEMM without zero points,
-// whose result is corrected exactly in integers:
+// Row r of the scores p [B * H * Nq, Nk] -> softmax probabilities in place (score * scale + bias
+// first when there is a bias [H, Nq, Nk], the arithmetic of mha_f32), then, when `codes` is set,
+// the row's probability codes (uniform u8, or log2 when aq.p_tau > 0): one pass over the row
+// while it is in L1 instead of a parallel pass over all rows per step.
+void finish_row(float* pr, int64_t r, const MhaShape& s, float scale, const float* bias, const AttnQuant& aq,
+                const Log2Grid& g, uint8_t* codes) {
+  const int64_t Nk = s.Nk;
+  if (bias) {
+    const float* br = bias + (r % (s.H * s.Nq)) * Nk;
+    for (int64_t j = 0; j < Nk; ++j) pr[j] = pr[j] * scale + br[j];
+    softmax_row(pr, Nk, 1.f);
+  } else {
+    softmax_row(pr, Nk, scale);
+  }
+  if (!codes) return;
+  if (aq.p_tau == 0)
+    quantize_u8_row(pr, codes + r * Nk, Nk, aq.p_scale, 0, aq.p_bits);
+  else
+    log2_codes_row(pr, codes + r * Nk, Nk, g);
+}
+
+// Probabilities (and their codes, `codes` non-null) of all heads into p [B, H, Nq, Nk], from
+// integer scores (q^ - zq)(k^ - zk) * q_scale * k_scale: q and k quantised head-major in one pass
+// each, one batched (B * H) GEMM without zero points, whose result is corrected exactly in
+// integers:
 //   sum_d (q - zq)(k' - zk') = sum_d q k' - zq * sum_d k' - zk' * sum_d q + d * zq * zk'
 // (k' the stored s8 codes, zk' their zero point).
-void scores_quant(const float* q, const float* k, float* p, const MhaShape& s, const AttnQuant& aq,
-                  IntEngine engine) {
+void probs_quant(const float* q, const float* k, float* p, const MhaShape& s, float scale, const float* bias,
+                 const AttnQuant& aq, const Log2Grid& g, uint8_t* codes, IntEngine engine) {
   const int64_t BH = s.B * s.H, Nq = s.Nq, Nk = s.Nk, d = s.dqk;
   Tensor qc = Tensor::empty({BH * Nq, d}, DType::u8), kc = Tensor::empty({BH * Nk, d}, DType::i8);
   Tensor acc = Tensor::empty({BH, Nq, Nk}, DType::i32), ksum = Tensor::empty({BH * Nk}, DType::i32);
@@ -54,40 +76,33 @@ void scores_quant(const float* q, const float* k, float* p, const MhaShape& s, c
     for (int64_t j = 0; j < d; ++j) qsum += qcp[r * d + j];
     const int32_t corr = zk * qsum - dzz;
     const int32_t* kr = ks + (r / Nq) * Nk;
+    float* pr = p + r * Nk;
 #pragma omp simd
-    for (int64_t j = 0; j < Nk; ++j) p[r * Nk + j] = float(a[r * Nk + j] - zq * kr[j] - corr) * alpha;
+    for (int64_t j = 0; j < Nk; ++j) pr[j] = float(a[r * Nk + j] - zq * kr[j] - corr) * alpha;
+    finish_row(pr, r, s, scale, bias, aq, g, codes);
   }
 }
 
-// Scores p [B, H, Nq, Nk] -> softmax probabilities in place (score * scale + bias first when
-// there is a bias [H, Nq, Nk], the arithmetic of mha_f32).
-void scores_to_probs(float* p, const MhaShape& s, float scale, const float* bias) {
-  if (!bias) {
-    softmax_rows(p, s.B * s.H * s.Nq, s.Nk, scale);
-    return;
-  }
-  const int64_t per_batch = s.H * s.Nq * s.Nk;
-#pragma omp parallel for
-  for (int64_t b = 0; b < s.B; ++b)
-    for (int64_t i = 0; i < per_batch; ++i) p[b * per_batch + i] = p[b * per_batch + i] * scale + bias[i];
-  softmax_rows(p, s.B * s.H * s.Nq, s.Nk, 1.f);
+// The same from float scores (q and k left float).
+void probs_f32(const float* q, const float* k, float* p, const MhaShape& s, float scale, const float* bias,
+               const AttnQuant& aq, const Log2Grid& g, uint8_t* codes) {
+  scores_f32(q, k, p, s);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < s.B * s.H * s.Nq; ++r) finish_row(p + r * s.Nk, r, s, scale, bias, aq, g, codes);
 }
 
 }  // namespace
 
-void quant_probs_times_v(const float* p, const int8_t* vc, float* out, int64_t B, int64_t H, int64_t Nq,
-                         int64_t Nk, int64_t dv, int64_t ldo, const AttnQuant& aq, IntEngine engine) {
+void codes_times_v(const uint8_t* c, const int8_t* vc, float* out, int64_t B, int64_t H, int64_t Nq, int64_t Nk,
+                   int64_t dv, int64_t ldo, const AttnQuant& aq, IntEngine engine) {
   const int64_t BH = B * H, n = BH * Nq * Nk;
   // Output row r of product bh = r / Nq is row r % Nq of image bh / H, columns of head bh % H.
   auto out_row = [&](int64_t r) {
     const int64_t bh = r / Nq;
     return out + (bh / H) * Nq * ldo + (r % Nq) * ldo + (bh % H) * dv;
   };
-  Tensor codes = Tensor::empty({n}, DType::u8);
-  uint8_t* c = codes.data<uint8_t>();
   if (aq.p_tau == 0) {
     Tensor acc = Tensor::empty({BH, Nq, dv}, DType::i32);
-    quantize_u8(p, c, BH * Nq, Nk, Nk, aq.p_scale, 0, aq.p_bits);
     gemm_u8s8_s32({BH, Nq, dv, Nk, false}, c, 0, vc, acc.data<int32_t>(), engine);
     const float unit = aq.p_scale * aq.v_scale;  // (dequantize_acc's arithmetic for scalar scales)
     const int32_t* a = acc.data<int32_t>();
@@ -104,7 +119,6 @@ void quant_probs_times_v(const float* p, const int8_t* vc, float* out, int64_t B
   log2_fixed_table(g, table);
   int32_t table32[256] = {};  // 32-bit entries: the split below vectorises as gathers (16-bit did not)
   std::copy(table, table + g.cmax + 1, table32);
-  log2_codes(p, c, n, g);
   Tensor hi = Tensor::empty({n}, DType::u8), lo = Tensor::empty({n}, DType::u8);
   uint8_t *hp = hi.data<uint8_t>(), *lp = lo.data<uint8_t>();
 #pragma omp parallel for simd schedule(static)
@@ -129,8 +143,8 @@ void mha_probs_f32(const float* q, const float* k, float* probs, const MhaShape&
                    const float* bias, int64_t h) {
   MhaShape one = s;  // head h alone
   one.H = 1;
-  scores_f32(q + h * s.dqk, k + h * s.dqk, probs, one);
-  scores_to_probs(probs, one, scale, bias ? bias + h * s.Nq * s.Nk : nullptr);
+  probs_f32(q + h * s.dqk, k + h * s.dqk, probs, one, scale, bias ? bias + h * s.Nq * s.Nk : nullptr, AttnQuant{},
+            Log2Grid{}, nullptr);
 }
 
 void mha_quant(const float* q, const float* k, const float* v, float* out, const MhaShape& s, float scale,
@@ -140,16 +154,19 @@ void mha_quant(const float* q, const float* k, const float* v, float* out, const
   // All heads at once: every step is one parallel pass or one batched GEMM over B * H products
   // (per-head loops made dozens of tiny calls per layer, most of their time spent in sync).
   Tensor probs = Tensor::empty({B, H, Nq, Nk});
+  const bool p_codes = aq.p_bits < 16;
+  Tensor codes = p_codes ? Tensor::empty({B * H * Nq * Nk}, DType::u8) : Tensor();
+  uint8_t* c = p_codes ? codes.data<uint8_t>() : nullptr;
+  const Log2Grid g = p_codes && aq.p_tau > 0 ? make_log2_grid(aq.p_scale, aq.p_tau, aq.p_bits) : Log2Grid{};
   float* p = probs.f32();
   if (aq.q_bits < 16 && s.dqk > 0)
-    scores_quant(q, k, p, s, aq, engine);
+    probs_quant(q, k, p, s, scale, bias, aq, g, c, engine);
   else
-    scores_f32(q, k, p, s);
-  scores_to_probs(p, s, scale, bias);
-  if (aq.p_bits < 16) {
+    probs_f32(q, k, p, s, scale, bias, aq, g, c);
+  if (p_codes) {
     Tensor vc = Tensor::empty({B * H * Nk, dv}, DType::i8);
     quantize_s8_heads(v, vc.data<int8_t>(), B * Nk, Nk, H, dv, s.ldv, aq.v_scale, aq.v_bits);
-    quant_probs_times_v(p, vc.data<int8_t>(), out, B, H, Nq, Nk, dv, s.ldo, aq, engine);
+    codes_times_v(c, vc.data<int8_t>(), out, B, H, Nq, Nk, dv, s.ldo, aq, engine);
   } else {
     matmul_strided({p, {B, H, Nq, Nk}, {H * Nq * Nk, Nq * Nk, Nk, 1}},
                    {v, {B, H, Nk, dv}, {Nk * s.ldv, dv, s.ldv, 1}}, out, {B, H, Nq, dv},

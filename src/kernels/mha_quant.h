@@ -19,11 +19,10 @@ void mha_quant(const float* q, const float* k, const float* v, float* out, const
 void mha_probs_f32(const float* q, const float* k, float* probs, const MhaShape& s, float scale,
                    const float* bias, int64_t h);
 
-// P v for B * H products (image b, head h): probabilities p [B, H, Nq, Nk] and value codes
-// vc [B, H, Nk, dv] (s8, scale aq.v_scale), written to out[b, i, h * dv : (h + 1) * dv] (row
-// stride ldo); uniform probability codes (p_tau 0) or log2 codes in 16-bit fixed point
-// (kernels/log2_quant.h: two u8 x s8 GEMMs on the high and low bytes).
-void quant_probs_times_v(const float* p, const int8_t* vc, float* out, int64_t B, int64_t H, int64_t Nq,
-                         int64_t Nk, int64_t dv, int64_t ldo, const AttnQuant& aq, IntEngine engine);
-
+// P v for B * H products (image b, head h): probability codes c [B, H, Nq, Nk] (uniform u8 with
+// scale aq.p_scale, or log2 codes when aq.p_tau > 0) and value codes vc [B, H, Nk, dv] (s8, scale
+// aq.v_scale), written to out[b, i, h * dv : (h + 1) * dv] (row stride ldo); log2 codes run in
+// 16-bit fixed point (kernels/log2_quant.h: two u8 x s8 GEMMs on the high and low bytes).
+void codes_times_v(const uint8_t* c, const int8_t* vc, float* out, int64_t B, int64_t H, int64_t Nq,
+                   int64_t Nk, int64_t dv, int64_t ldo, const AttnQuant& aq, IntEngine engine);
 }  // namespace vs::kernels

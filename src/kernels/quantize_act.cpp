@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/fastmath.h"
@@ -53,6 +54,12 @@ void quantize_u8(const float* x, uint8_t* q, int64_t rows, int64_t cols, int64_t
   quantize_u8_heads(x, q, rows, rows, 1, cols, ldx, scale, zero, bits);
 }
 
+void quantize_u8_row(const float* x, uint8_t* q, int64_t n, float scale, int32_t zero, int bits) {
+  const int32_t qmax = (1 << bits) - 1;
+#pragma omp simd
+  for (int64_t c = 0; c < n; ++c) q[c] = uint8_t(code(x[c], scale, zero, 0, qmax));
+}
+
 void quantize_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
                  int bits) {
   quantize_s8_heads(x, q, rows, rows, 1, cols, ldx, scale, bits);
@@ -63,25 +70,35 @@ void quantize_asym_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int
   quantize_asym_s8_heads(x, q, rows, rows, 1, cols, ldx, scale, zero, bits);
 }
 
+// One row's own range (widened to include 0, so 0 is exact) and its codes. Not inlined: both
+// callers run the very same reductions.
+__attribute__((noinline)) static void per_row_codes(const float* xr, uint8_t* q, int64_t cols, int32_t qmax, float* scale, int32_t* zero) {
+  float lo = 0.f, hi = 0.f;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+  for (int64_t c = 0; c < cols; ++c) {  // (std::min / std::max do not vectorise here)
+    lo = xr[c] < lo ? xr[c] : lo;
+    hi = xr[c] > hi ? xr[c] : hi;
+  }
+  float s = hi > lo ? (hi - lo) / float(qmax) : 1.f;
+  int32_t z = std::clamp(int32_t(std::nearbyint(-lo / s)), 0, qmax);
+  *scale = s;
+  *zero = z;
+#pragma omp simd
+  for (int64_t c = 0; c < cols; ++c) q[c] = uint8_t(code(xr[c], s, z, 0, qmax));
+}
+
 void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols, int bits,
                          float* scales, int32_t* zeros) {
   const int32_t qmax = (1 << bits) - 1;
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    float lo = 0.f, hi = 0.f;  // the range always includes 0, so 0 is exact
-#pragma omp simd reduction(min : lo) reduction(max : hi)
-    for (int64_t c = 0; c < cols; ++c) {  // (std::min / std::max do not vectorise here)
-      lo = xr[c] < lo ? xr[c] : lo;
-      hi = xr[c] > hi ? xr[c] : hi;
-    }
-    float s = hi > lo ? (hi - lo) / float(qmax) : 1.f;
-    int32_t z = std::clamp(int32_t(std::nearbyint(-lo / s)), 0, qmax);
-    scales[r] = s;
-    zeros[r] = z;
-#pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = uint8_t(code(xr[c], s, z, 0, qmax));
-  }
+  for (int64_t r = 0; r < rows; ++r) per_row_codes(x + r * cols, q + r * cols, cols, qmax, scales + r, zeros + r);
+}
+
+void encode_row(const float* x, int64_t n, int64_t r, const RowCodes& out) {
+  if (out.per_row)
+    per_row_codes(x, out.q + r * n, n, (1 << out.bits) - 1, out.scales + r, out.zeros + r);
+  else
+    quantize_u8_row(x, out.q + r * n, n, out.scale, out.zero, out.bits);
 }
 
 // One row of dequantize_acc, specialised at compile time so the inner loop vectorises (no
@@ -100,28 +117,45 @@ static void dequant_row(const int32_t* __restrict a, float* __restrict y, int64_
   }
 }
 
+// Row m of dequantize_acc, its Dequant's variant picked once per call (no branches per row).
 template <bool kZeroRows, bool kPerCol, bool kBias, bool kGelu>
-static void dequant(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, float* y, int64_t ldy) {
-#pragma omp parallel for schedule(static) if (M * N > 16384)
-  for (int64_t m = 0; m < M; ++m)
-    dequant_row<kZeroRows, kPerCol, kBias, kGelu>(acc + m * N, y + m * ldy, N, d.a_scale[d.a_per_row ? m : 0],
-                                                  !kZeroRows ? 0 : d.a_zero_rows ? d.a_zero_rows[m] : d.a_zero_all, d.b_sums, d.b_scale, d.bias);
+static void dequant_one(const int32_t* acc, int64_t m, int64_t N, const Dequant& d, float* y) {
+  dequant_row<kZeroRows, kPerCol, kBias, kGelu>(acc + m * N, y, N, d.a_scale[d.a_per_row ? m : 0],
+                                                !kZeroRows ? 0 : d.a_zero_rows ? d.a_zero_rows[m] : d.a_zero_all,
+                                                d.b_sums, d.b_scale, d.bias);
+}
+
+using RowFn = void (*)(const int32_t*, int64_t, int64_t, const Dequant&, float*);
+
+static RowFn pick_row(const Dequant& d) {
+  static constexpr RowFn per_col[2][2][2] = {  // [zero rows][bias][gelu]
+      {{dequant_one<false, true, false, false>, dequant_one<false, true, false, true>},
+       {dequant_one<false, true, true, false>, dequant_one<false, true, true, true>}},
+      {{dequant_one<true, true, false, false>, dequant_one<true, true, false, true>},
+       {dequant_one<true, true, true, false>, dequant_one<true, true, true, true>}}};
+  const bool z = (d.a_zero_rows || d.a_zero_all != 0) && d.b_sums, gelu = d.ep == Epilogue::gelu, bias = d.bias != nullptr;
+  if (!d.b_per_col && !z && !bias && !gelu) return dequant_one<false, false, false, false>;  // attention products
+  if (d.b_per_col) return per_col[z][bias][gelu];
+  throw Error("dequantize_acc: per-tensor weight scales are only supported without bias, GELU or row zero points");
 }
 
 void dequantize_acc(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, float* y, int64_t ldy) {
-  using Fn = void (*)(const int32_t*, int64_t, int64_t, const Dequant&, float*, int64_t);
-  static constexpr Fn per_col[2][2][2] = {  // [zero rows][bias][gelu]
-      {{dequant<false, true, false, false>, dequant<false, true, false, true>},
-       {dequant<false, true, true, false>, dequant<false, true, true, true>}},
-      {{dequant<true, true, false, false>, dequant<true, true, false, true>},
-       {dequant<true, true, true, false>, dequant<true, true, true, true>}}};
-  const bool z = (d.a_zero_rows || d.a_zero_all != 0) && d.b_sums, gelu = d.ep == Epilogue::gelu, bias = d.bias != nullptr;
-  if (!d.b_per_col && !z && !bias && !gelu)  // attention products: scalar scales only
-    dequant<false, false, false, false>(acc, M, N, d, y, ldy);
-  else if (d.b_per_col)
-    per_col[z][bias][gelu](acc, M, N, d, y, ldy);
-  else
-    throw Error("dequantize_acc: per-tensor weight scales are only supported without bias, GELU or row zero points");
+  const RowFn row = pick_row(d);
+#pragma omp parallel for schedule(static) if (M * N > 16384)
+  for (int64_t m = 0; m < M; ++m) row(acc, m, N, d, y + m * ldy);
+}
+
+void dequantize_acc_to_codes(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, const RowCodes& out) {
+  const RowFn row = pick_row(d);
+#pragma omp parallel if (M * N > 16384)
+  {
+    std::vector<float> buf(static_cast<size_t>(N));  // one row of floats, in L1
+#pragma omp for schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+      row(acc, m, N, d, buf.data());
+      encode_row(buf.data(), N, m, out);
+    }
+  }
 }
 
 }  // namespace vs::kernels

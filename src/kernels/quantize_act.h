@@ -15,6 +15,8 @@ namespace vs::kernels {
 // read with leading dimension ldx (>= cols) and written densely.
 void quantize_u8(const float* x, uint8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
                  int32_t zero, int bits);
+// The same codes for n values, on the calling thread (for fused row passes).
+void quantize_u8_row(const float* x, uint8_t* q, int64_t n, float scale, int32_t zero, int bits);
 // Symmetric signed codes q = clamp(round_half_even(x / s), -(2^(bits-1) - 1), 2^(bits-1) - 1).
 void quantize_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int64_t ldx, float scale,
                  int bits);
@@ -58,5 +60,23 @@ struct Dequant {
 };
 // y is written with leading dimension ldy (>= N).
 void dequantize_acc(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, float* y, int64_t ldy);
+
+// Where a fused row pass (a layer's output becoming the next layer's input in one pass, while the
+// row is in L1) writes: u8 codes q [rows, n] per tensor (scale, zero), or per row (each row's own
+// range, as quantize_u8_per_row: scales[r], zeros[r] written).
+struct RowCodes {
+  uint8_t* q = nullptr;
+  int bits = 8;
+  bool per_row = false;
+  float scale = 1.f;
+  int32_t zero = 0;
+  float* scales = nullptr;
+  int32_t* zeros = nullptr;
+};
+// Row r (n values) into out, the codes quantize_u8 / quantize_u8_per_row would make.
+void encode_row(const float* x, int64_t n, int64_t r, const RowCodes& out);
+// dequantize_acc's rows, written as codes instead of floats (bit-identical to dequantising, then
+// quantising).
+void dequantize_acc_to_codes(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, const RowCodes& out);
 
 }  // namespace vs::kernels

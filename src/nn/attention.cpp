@@ -76,11 +76,21 @@ Attention Attention::load(ParamReader& p, const std::string& prefix, int64_t C, 
 void Attention::forward(const float* x, float* y, int64_t B, int64_t N) const {
   Tensor qkv_out = Tensor::empty({B * N, heads.qkv_width()});
   qkv->forward(x, qkv_out.f32(), B * N);
+  finish(qkv_out.f32(), y, B, N);
+}
+
+void Attention::forward(const QuantLinear::InputCodes& x, float* y, int64_t B, int64_t N) const {
+  Tensor qkv_out = Tensor::empty({B * N, heads.qkv_width()});
+  dynamic_cast<const QuantLinear&>(*qkv).forward_codes(x, qkv_out.f32(), B * N, Epilogue::none);
+  finish(qkv_out.f32(), y, B, N);
+}
+
+void Attention::finish(const float* qkv_out, float* y, int64_t B, int64_t N) const {
   Tensor ctx = Tensor::empty({B * N, heads.v_total()});
   if (quant.any())
-    kernels::attention_quant(qkv_out.f32(), ctx.f32(), B, N, heads, scale, quant, int_engine());
+    kernels::attention_quant(qkv_out, ctx.f32(), B, N, heads, scale, quant, int_engine());
   else
-    kernels::attention_f32(qkv_out.f32(), ctx.f32(), B, N, heads, scale);
+    kernels::attention_f32(qkv_out, ctx.f32(), B, N, heads, scale);
   proj->forward(ctx.f32(), y, B * N);
 }
 

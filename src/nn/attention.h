@@ -6,6 +6,7 @@
 #include "kernels/attention.h"
 #include "nn/linear.h"
 #include "nn/params.h"
+#include "nn/quant_linear.h"
 
 namespace vs::nn {
 
@@ -23,7 +24,12 @@ struct Attention {
                         bool qkv_bias, const kernels::HeadLayout& layout = {}, float scale = 0.f);
   // x: [B*N, C] -> y: [B*N, C]
   void forward(const float* x, float* y, int64_t B, int64_t N) const;
+  // The same from qkv's input codes (qkv a QuantLinear taking codes: taking_codes()).
+  void forward(const QuantLinear::InputCodes& x, float* y, int64_t B, int64_t N) const;
   void save(const std::string& prefix, StateDict& out) const;
+
+ private:
+  void finish(const float* qkv_out, float* y, int64_t B, int64_t N) const;  // attention core + proj
 };
 
 // The quantisation parameters of one attention module, as Attention::load / save read and write

@@ -30,11 +30,24 @@ static void add_residual(float* x, const float* y, const Tensor& gamma, int64_t 
 void Block::forward(float* x, int64_t B, int64_t N) const {
   const int64_t rows = B * N, C = norm1.width();
   Tensor h = Tensor::empty({rows, C}), y = Tensor::empty({rows, C});
-  norm1.forward(x, h.f32(), rows);
-  attn.forward(h.f32(), y.f32(), B, N);
+  // A quantised qkv / fc1 gets its input codes straight from the LayerNorm's pass.
+  if (auto* q = taking_codes(*attn.qkv, rows)) {
+    QuantLinear::InputCodes c = q->input_codes(rows);
+    norm1.forward_codes(x, q->row_codes(c), rows);
+    attn.forward(c, y.f32(), B, N);
+  } else {
+    norm1.forward(x, h.f32(), rows);
+    attn.forward(h.f32(), y.f32(), B, N);
+  }
   add_residual(x, y.f32(), ls1, rows, C);
-  norm2.forward(x, h.f32(), rows);
-  mlp.forward(h.f32(), y.f32(), rows);
+  if (auto* q = taking_codes(*mlp.fc1, rows)) {
+    QuantLinear::InputCodes c = q->input_codes(rows);
+    norm2.forward_codes(x, q->row_codes(c), rows);
+    mlp.forward(c, y.f32(), rows);
+  } else {
+    norm2.forward(x, h.f32(), rows);
+    mlp.forward(h.f32(), y.f32(), rows);
+  }
   add_residual(x, y.f32(), ls2, rows, C);
 }
 

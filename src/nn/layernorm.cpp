@@ -12,6 +12,10 @@ void LayerNorm::forward(const float* x, float* y, int64_t rows) const {
   kernels::layernorm(x, weight.f32(), bias.f32(), y, rows, width(), eps);
 }
 
+void LayerNorm::forward_codes(const float* x, const kernels::RowCodes& out, int64_t rows) const {
+  kernels::layernorm_to_codes(x, weight.f32(), bias.f32(), rows, width(), eps, out);
+}
+
 void LayerNorm::save(const std::string& prefix, StateDict& out) const {
   out[prefix + ".weight"] = weight;
   out[prefix + ".bias"] = bias;

@@ -5,6 +5,7 @@
 
 #include "nn/linear.h"
 #include "nn/params.h"
+#include "nn/quant_linear.h"
 
 namespace vs::nn {
 
@@ -13,6 +14,8 @@ struct Mlp {
 
   static Mlp load(ParamReader& p, const std::string& prefix, int64_t C);  // hidden from fc1
   void forward(const float* x, float* y, int64_t rows) const;
+  // The same from fc1's input codes (fc1 a QuantLinear taking codes: taking_codes()).
+  void forward(const QuantLinear::InputCodes& x, float* y, int64_t rows) const;
   void save(const std::string& prefix, StateDict& out) const;
 };
 

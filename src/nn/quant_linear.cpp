@@ -67,7 +67,7 @@ void QuantLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) cons
   // through memory (~67 MB each way for a 65536 x 256 layer). Rows are independent, so the
   // result is the same as one call.
   const int64_t N = out_features(), K = in_features();
-  const int64_t tile = std::max<int64_t>(256, (int64_t(1) << 20) / (4 * N));
+  const int64_t tile = row_tile();
   if (M > 4 * tile) {
     for (int64_t m0 = 0; m0 < M; m0 += tile) forward_rows(x + m0 * K, y + m0 * N, std::min(tile, M - m0), ep);
     return;
@@ -76,41 +76,108 @@ void QuantLinear::forward(const float* x, float* y, int64_t M, Epilogue ep) cons
 }
 
 void QuantLinear::forward_rows(const float* x, float* y, int64_t M, Epilogue ep) const {
+  if (act_.twin_m > 0) {  // two regions, two GEMMs, one epilogue (kernels/twin_quant.h)
+    const int64_t N = out_features(), K = in_features();
+    Tensor q = Tensor::empty({M, K}, DType::u8), q2 = Tensor::empty({M, K}, DType::u8);
+    Tensor acc = Tensor::empty({M, N}, DType::i32), acc2 = Tensor::empty({M, N}, DType::i32);
+    const kernels::IntGemm g{1, M, N, K, true};
+    kernels::quantize_twin(x, q.data<uint8_t>(), q2.data<uint8_t>(), M, K, {act_.bits, act_.scale, act_.zero, act_.twin_m});
+    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), act_.zero, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine());
+    kernels::gemm_u8s8_s32(g, q2.data<uint8_t>(), 0, codes_.data<int8_t>(), acc2.data<int32_t>(), int_engine());
+    kernels::combine_twin(acc.data<int32_t>(), acc2.data<int32_t>(), M * N, act_.twin_m);
+    kernels::Dequant d;
+    d.b_scale = wscale_.f32();
+    d.b_per_col = true;
+    d.bias = bias_.defined() ? bias_.f32() : nullptr;
+    d.ep = ep;
+    d.a_scale = &act_.scale;
+    kernels::dequantize_acc(acc.data<int32_t>(), M, N, d, y, N);
+    return;
+  }
+  InputCodes c = input_codes(M);
+  quantize_input(x, M, c);
+  forward_codes(c, y, M, ep);
+}
+
+void QuantLinear::quantize_input(const float* x, int64_t M, InputCodes& c) const {
+  if (act_.dynamic)  // per-token zero points: subtracted after the GEMM (z[m] * sum of row n)
+    kernels::quantize_u8_per_row(x, c.q.data<uint8_t>(), M, in_features(), act_.bits, c.scale.f32(),
+                                 c.zero.data<int32_t>());
+  else
+    kernels::quantize_u8(x, c.q.data<uint8_t>(), M, in_features(), in_features(), act_.scale, act_.zero, act_.bits);
+}
+
+bool QuantLinear::takes_codes(int64_t M) const {
+  return act_.twin_m == 0 && M <= 4 * row_tile();
+}
+
+int64_t QuantLinear::row_tile() const {
+  return std::max<int64_t>(256, (int64_t(1) << 20) / (4 * out_features()));
+}
+
+QuantLinear::InputCodes QuantLinear::input_codes(int64_t M) const {
+  InputCodes c;
+  c.q = Tensor::empty({M, in_features()}, DType::u8);
+  if (act_.dynamic) {
+    c.scale = Tensor::empty({M});
+    c.zero = Tensor::empty({M}, DType::i32);
+  }
+  return c;
+}
+
+kernels::RowCodes QuantLinear::row_codes(InputCodes& c) const {
+  kernels::RowCodes r;
+  r.q = c.q.data<uint8_t>();
+  r.bits = act_.bits;
+  r.per_row = act_.dynamic;
+  r.scale = act_.scale;
+  r.zero = act_.zero;
+  if (act_.dynamic) {
+    r.scales = c.scale.f32();
+    r.zeros = c.zero.data<int32_t>();
+  }
+  return r;
+}
+
+// The integer GEMM of the input codes, and how its int32 results become floats.
+kernels::Dequant QuantLinear::gemm(const InputCodes& in, int64_t M, Epilogue ep, Tensor& acc) const {
   const int64_t N = out_features(), K = in_features();
-  Tensor q = Tensor::empty({M, K}, DType::u8), acc = Tensor::empty({M, N}, DType::i32);
+  acc = Tensor::empty({M, N}, DType::i32);
+  kernels::gemm_u8s8_s32({1, M, N, K, true}, in.q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(),
+                         int_engine(), packed_.get());
   kernels::Dequant d;
   d.b_scale = wscale_.f32();
   d.b_per_col = true;
   d.bias = bias_.defined() ? bias_.f32() : nullptr;
   d.ep = ep;
-  Tensor s, z;
-  const kernels::IntGemm g{1, M, N, K, true};
-  if (act_.dynamic) {  // per-token zero points: subtracted after the GEMM (z[m] * sum of row n)
-    s = Tensor::empty({M});
-    z = Tensor::empty({M}, DType::i32);
-    kernels::quantize_u8_per_row(x, q.data<uint8_t>(), M, K, act_.bits, s.f32(), z.data<int32_t>());
-    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine(),
-                           packed_.get());
-    d.a_scale = s.f32();
+  d.b_sums = wsum_.data<int32_t>();
+  if (act_.dynamic) {
+    d.a_scale = in.scale.f32();
     d.a_per_row = true;
-    d.a_zero_rows = z.data<int32_t>();
-    d.b_sums = wsum_.data<int32_t>();
-  } else if (act_.twin_m > 0) {  // two regions, two GEMMs, one epilogue (kernels/twin_quant.h)
-    Tensor q2 = Tensor::empty({M, K}, DType::u8), acc2 = Tensor::empty({M, N}, DType::i32);
-    kernels::quantize_twin(x, q.data<uint8_t>(), q2.data<uint8_t>(), M, K, {act_.bits, act_.scale, act_.zero, act_.twin_m});
-    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), act_.zero, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine());
-    kernels::gemm_u8s8_s32(g, q2.data<uint8_t>(), 0, codes_.data<int8_t>(), acc2.data<int32_t>(), int_engine());
-    kernels::combine_twin(acc.data<int32_t>(), acc2.data<int32_t>(), M * N, act_.twin_m);
-    d.a_scale = &act_.scale;
+    d.a_zero_rows = in.zero.data<int32_t>();
   } else {
-    kernels::quantize_u8(x, q.data<uint8_t>(), M, K, K, act_.scale, act_.zero, act_.bits);
-    kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine(),
-                           packed_.get());
     d.a_scale = &act_.scale;
     d.a_zero_all = act_.zero;
-    d.b_sums = wsum_.data<int32_t>();
   }
-  kernels::dequantize_acc(acc.data<int32_t>(), M, N, d, y, N);
+  return d;
+}
+
+void QuantLinear::forward_codes(const InputCodes& in, float* y, int64_t M, Epilogue ep) const {
+  Tensor acc;
+  const kernels::Dequant d = gemm(in, M, ep, acc);
+  kernels::dequantize_acc(acc.data<int32_t>(), M, out_features(), d, y, out_features());
+}
+
+void QuantLinear::forward_codes(const InputCodes& in, int64_t M, Epilogue ep, const QuantLinear& next,
+                                InputCodes& out) const {
+  Tensor acc;
+  const kernels::Dequant d = gemm(in, M, ep, acc);
+  kernels::dequantize_acc_to_codes(acc.data<int32_t>(), M, out_features(), d, next.row_codes(out));
+}
+
+const QuantLinear* taking_codes(const Linear& l, int64_t M) {
+  auto* q = dynamic_cast<const QuantLinear*>(&l);
+  return q && q->takes_codes(M) ? q : nullptr;
 }
 
 std::string QuantLinear::kind() const {

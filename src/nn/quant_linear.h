@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/quantize_act.h"
 #include "nn/exec_mode.h"
 #include "nn/linear.h"
 #include "nn/params.h"
@@ -49,8 +50,26 @@ class QuantLinear final : public Linear {
   const ActQuant& act() const { return act_; }
   Tensor dequantized_weight() const;  // codes * scale, [out, in]
 
+  // forward() in two halves, so that whatever produces the input (a LayerNorm, the previous
+  // QuantLinear) can write this layer's input codes in its own pass, while each row is in L1,
+  // instead of writing floats that are read again to be quantised (nn/block.cpp). Bit-identical
+  // to forward(). Not for twin-uniform inputs, nor for inputs tall enough for forward()'s tiling.
+  struct InputCodes {
+    Tensor q;            // u8 [M, in]
+    Tensor scale, zero;  // [M] each when the input is quantised per token
+  };
+  bool takes_codes(int64_t M) const;
+  InputCodes input_codes(int64_t M) const;              // uninitialised buffers for M rows
+  kernels::RowCodes row_codes(InputCodes& c) const;     // where a producer writes them
+  void quantize_input(const float* x, int64_t M, InputCodes& c) const;  // forward()'s own first half
+  void forward_codes(const InputCodes& in, float* y, int64_t M, Epilogue ep) const;
+  // The same, with the output written as `next`'s input codes (e.g. fc1 -> GELU -> fc2).
+  void forward_codes(const InputCodes& in, int64_t M, Epilogue ep, const QuantLinear& next, InputCodes& out) const;
+
  private:
   void forward_rows(const float* x, float* y, int64_t M, Epilogue ep) const;  // one tile of forward()
+  int64_t row_tile() const;
+  kernels::Dequant gemm(const InputCodes& in, int64_t M, Epilogue ep, Tensor& acc) const;
 
   Tensor codes_, wscale_, bias_, wsum_;  // wsum_: per-row sum of codes (zero-point correction)
   // codes_ reordered once into oneDNN's VNNI layout (the integer engine's packed copy).
@@ -58,5 +77,8 @@ class QuantLinear final : public Linear {
   int wbits_;
   ActQuant act_;
 };
+
+// `l` as a QuantLinear that takes its input as codes for M rows, or null.
+const QuantLinear* taking_codes(const Linear& l, int64_t M);
 
 }  // namespace vs::nn
