@@ -309,7 +309,18 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   EXPECT_FALSE(cfg["lowrank"]["layers"].contains("head"));
   EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("head"));
   EXPECT_EQ(cfg["lowrank"]["sensitivity"].size(), cfg["lowrank"]["kept_dense"].size() == 1 ? 49u : 0u)
-      << "one KL probe per candidate layer";
+      << "KL probes for every candidate layer";
+  for (auto& [name, probes] : cfg["lowrank"]["sensitivity"].items()) {
+    ASSERT_EQ(probes.size(), 4u) << name;  // 4 budgets, all reachable at 90 %
+    int64_t lowest = probes[0]["rank"];
+    for (auto& p : probes) {
+      EXPECT_LE(p["rank"].get<int64_t>(), lowest) << name << ": probes by falling rank";
+      lowest = p["rank"];
+    }
+    // Greedy never goes below the lowest probed rank (no extrapolation).
+    if (cfg["lowrank"]["layers"].contains(name))
+      EXPECT_GE(cfg["lowrank"]["layers"][name]["rank"].get<int64_t>(), lowest) << name;
+  }
   out = test::run_output(test::cli() + " info " + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
   EXPECT_NE(out.find("low-rank layer"), std::string::npos) << out;

@@ -20,7 +20,7 @@ void add_lowrank(CLI::App& app) {
     double params = 0, flops = 0, damping = 1e-4;
     // Defaults = the best measured combination on ViT-Ti (docs/lowrank.md): greedy mixed ranks
     // with compensation, best at 90 / 80 / 70 % of the parameters.
-    std::string calib, split, out, factorization = "activation", allocation = "greedy", rank_error = "channel";
+    std::string calib, split, out, factorization = "activation", allocation = "greedy", rank_error = "kl";
     bool compensation = true;
     int batch = 16, sensitivity_images = 16;
     std::vector<std::string> keep_dense;
@@ -46,10 +46,10 @@ void add_lowrank(CLI::App& app) {
       ->check(CLI::IsMember({"greedy", "uniform"}));
   cmd->add_option("--rank-error", a->rank_error,
                   "what greedy allocation compares across layers: channel = mean over output channels of each\n"
-                  "channel's relative error (default); total = the layer's total relative error; kl = the\n"
-                  "layer's output error scaled so that it predicts the KL of the model's output from FP32\n"
-                  "measured with that layer alone cut to its uniform rank (one forward pass per layer on\n"
-                  "--sensitivity-images images; extrapolates badly far below that rank, docs/lowrank.md)")
+                  "channel's relative error; total = the layer's total relative error; kl (default) = the KL of\n"
+                  "the model's output from FP32 measured with that layer alone cut to 4 probe ranks (its\n"
+                  "uniform ranks at budgets saving 1/2, 1, 3/2 and 2x as much), interpolated in the rank\n"
+                  "(4 forward passes per layer on --sensitivity-images images; docs/lowrank.md)")
       ->check(CLI::IsMember({"kl", "channel", "total"}));
   cmd->add_option("--sensitivity-images", a->sensitivity_images,
                   "calibration images of the KL probes of --rank-error kl (default 16)")

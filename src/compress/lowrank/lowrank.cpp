@@ -174,24 +174,71 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   const double to_save = total * (1.0 - s.fraction);
   nlohmann::json probes = nlohmann::json::object();
   if (s.mixed && s.rank_error == LowRankSettings::RankError::kl) {
-    // Probe every layer alone at its uniform rank on a few calibration images; its error curve is
-    // scaled to predict that KL (KL ~ quadratic in the output error), so greedy compares layers
-    // by what they do to the logits. Summing the layers' KLs ignores their interaction.
-    const auto probe = allocate_uniform(cands, to_save);
+    // Probe every layer alone at the ranks uniform allocation gives it at 4 budgets around the
+    // target (saving 1/2, 1, 3/2 and 2 times as much) on a few calibration images, and let greedy
+    // compare layers by the measured KL of the model's logits, interpolated linearly in the rank
+    // between probes (0 at full rank). Ranks below the lowest probe are not used: an earlier
+    // version extrapolated one probe along the output-error curve and greedy cut 12 layers to rank
+    // 1-38 (0.80 top-1 at 80 %). Summing the layers' KLs ignores their interaction.
+    std::vector<std::vector<int64_t>> ladder;  // ladder[k][i]: probe k's rank of layer i, k by falling rank
+    for (double k : {0.5, 1.0, 1.5, 2.0}) {
+      try {
+        ladder.push_back(allocate_uniform(cands, std::min(to_save * k, total)));
+      } catch (const Error&) {  // that much is not reachable: fewer probes
+      }
+    }
     std::vector<LayerSwap> swaps;
-    for (size_t i = 0; i < eligible.size(); ++i)
-      swaps.push_back({eligible[i]->slot, low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, probe[i]),
-                                                         eligible[i]->bias)});
+    for (auto& probe : ladder)
+      for (size_t i = 0; i < eligible.size(); ++i)
+        swaps.push_back({eligible[i]->slot, low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, probe[i]),
+                                                           eligible[i]->bias)});
     const size_t n = std::min(calib.size(), size_t(s.sensitivity_images));
     const auto kl = swap_kl(model, load_batch({calib.begin(), calib.begin() + long(n)}, model.cfg.pre), swaps, progress);
     for (size_t i = 0; i < eligible.size(); ++i) {
-      const OutputSpectrum* sp = &eligible[i]->spectrum;
-      const double scale = kl[i] / std::max(sp->error_at(probe[i]), 1e-300);
-      cands[i].error = [sp, scale](int64_t r) { return scale * sp->error_at(r); };
-      probes[eligible[i]->name] = {{"rank", probe[i]}, {"kl", kl[i]}};
+      // Points (rank, KL) from full rank down, KL made non-decreasing as the rank falls.
+      std::vector<std::pair<int64_t, double>> pts{{std::min(eligible[i]->W.rows(), eligible[i]->W.cols()), 0.0}};
+      nlohmann::json measured = nlohmann::json::array();
+      for (size_t k = 0; k < ladder.size(); ++k) {
+        const int64_t r = ladder[k][i];
+        const double v = kl[k * eligible.size() + i];
+        measured.push_back({{"rank", r}, {"kl", v}});
+        if (r < pts.back().first) pts.emplace_back(r, std::max(v, pts.back().second));
+      }
+      cands[i].error = [pts](int64_t r) {
+        if (r < pts.back().first) return 1e30;  // below the lowest probe: never chosen
+        for (size_t j = 1; j < pts.size(); ++j)
+          if (r >= pts[j].first) {
+            const auto [r0, v0] = pts[j - 1];
+            const auto [r1, v1] = pts[j];
+            return r0 == r1 ? v1 : v1 + (v0 - v1) * double(r - r1) / double(r0 - r1);
+          }
+        return 0.0;
+      };
+      probes[eligible[i]->name] = measured;
     }
   }
   auto ranks = s.mixed ? allocate_greedy(cands, to_save) : allocate_uniform(cands, to_save);
+  nlohmann::json allocation_check;
+  if (s.mixed && s.rank_error == LowRankSettings::RankError::kl) {
+    // Summed single-layer KLs stop predicting the model's KL when many layers are cut hard
+    // (measured: greedy below uniform ranks at 70 % of the parameters): keep the greedy ranks
+    // only if the whole model's KL on the probe images is lower with them than with uniform ranks.
+    const size_t n = std::min(calib.size(), size_t(s.sensitivity_images));
+    const Tensor images = load_batch({calib.begin(), calib.begin() + long(n)}, model.cfg.pre);
+    auto kl_of = [&](const std::vector<int64_t>& r) {
+      std::vector<LayerSwap> swaps;
+      for (size_t i = 0; i < eligible.size(); ++i)
+        if (r[i] > 0)
+          swaps.push_back({eligible[i]->slot, low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, r[i]),
+                                                             eligible[i]->bias)});
+      return joint_swap_kl(model, images, swaps);
+    };
+    const auto uniform = allocate_uniform(cands, to_save);
+    const double kl_greedy = kl_of(ranks), kl_uniform = kl_of(uniform);
+    allocation_check = {{"greedy_kl", kl_greedy}, {"uniform_kl", kl_uniform},
+                        {"chosen", kl_greedy <= kl_uniform ? "greedy" : "uniform"}};
+    if (kl_uniform < kl_greedy) ranks = uniform;
+  }
   for (size_t i = 0; i < eligible.size(); ++i) eligible[i]->rank = ranks[i];
 
   nlohmann::json per_layer = nlohmann::json::object();
@@ -216,6 +263,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
                          : s.rank_error == LowRankSettings::RankError::total   ? "total relative error"
                                                                                : "output error scaled to the measured KL of the model"},
           {"sensitivity", probes},
+          {"allocation_check", allocation_check},
           {"compensation", s.compensate ? "closed-form reduced-rank regression per layer, forward order, target: the FP32 layer on the compressed inputs" : "none"},
           {"budget", {{flops ? "flops" : "params", s.fraction}}},
           {flops ? "macs_per_image" : "params", {{"before", total}, {"after", after}}},

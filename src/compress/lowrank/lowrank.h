@@ -35,11 +35,11 @@ struct LowRankSettings {
   // What the greedy allocation compares across layers (squared, summed over layers): the mean
   // over output channels of each channel's relative error (channel), or the layer's total
   // relative output error (total: dominated by the few huge channels ViTs have).
-  // kl: the layer's output error, scaled per layer so that it predicts the KL divergence of the
-  // model's logits from FP32 measured with that layer alone cut to its uniform rank (opt-in: the
-  // scaling extrapolates badly far below that rank; greedy then cut 12 layers to rank 1-38).
+  // kl: the KL divergence of the model's logits from FP32 measured with that layer alone cut to
+  // each of 4 probe ranks (its uniform ranks at budgets saving 1/2, 1, 3/2, 2 times the target's
+  // saving), interpolated in the rank; ranks below the lowest probe are not used.
   enum class RankError { channel, total, kl };
-  RankError rank_error = RankError::channel;
+  RankError rank_error = RankError::kl;
   int sensitivity_images = 16;     // calibration images the KL probes run on
   bool compensate = true;          // closed-form error compensation
   double damping = 1e-4;           // ridge of the compensation least squares, x mean(diag X'^T X')

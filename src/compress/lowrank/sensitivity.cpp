@@ -55,4 +55,11 @@ std::vector<double> swap_kl(const models::ViT& model, const Tensor& images, std:
   return kl;
 }
 
+double joint_swap_kl(const models::ViT& model, const Tensor& images, std::vector<LayerSwap>& swaps) {
+  const Tensor ref = model.forward(images);
+  std::vector<std::unique_ptr<Swapped>> on;  // all put back when this returns or throws
+  for (auto& s : swaps) on.push_back(std::make_unique<Swapped>(s.slot, s.replacement));
+  return mean_kl(ref, model.forward(images));
+}
+
 }  // namespace vs::compress

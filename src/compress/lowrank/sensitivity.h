@@ -26,5 +26,7 @@ struct LayerSwap {
 // the original back (also on an exception), and records mean_kl(FP32 logits, swapped logits).
 std::vector<double> swap_kl(const models::ViT& model, const Tensor& images, std::vector<LayerSwap>& swaps,
                             bool progress);
+// The same with every swap in place at once: one KL for the whole set.
+double joint_swap_kl(const models::ViT& model, const Tensor& images, std::vector<LayerSwap>& swaps);
 
 }  // namespace vs::compress
