@@ -45,10 +45,6 @@ LinearPrim make_linear(int64_t M, int64_t N, int64_t K, bool has_bias, Epilogue 
 WeightCache::WeightCache() : impl(std::make_unique<Impl>()) {}
 WeightCache::~WeightCache() = default;
 
-namespace {
-
-}  // namespace
-
 void linear_f32(const float* x, const float* w, const float* bias, float* y, int64_t M,
                 int64_t N, int64_t K, Epilogue ep, WeightCache* wcache) {
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, Epilogue, bool>;

@@ -29,13 +29,14 @@ static void add_residual(float* x, const float* y, const Tensor& gamma, int64_t 
 
 void Block::forward(float* x, int64_t B, int64_t N) const {
   const int64_t rows = B * N, C = norm1.width();
-  Tensor h = Tensor::empty({rows, C}), y = Tensor::empty({rows, C});
+  Tensor h, y = Tensor::empty({rows, C});  // h: the normalised rows, only where floats are needed
   // A quantised qkv / fc1 gets its input codes straight from the LayerNorm's pass.
   if (auto* q = taking_codes(*attn.qkv, rows)) {
     QuantLinear::InputCodes c = q->input_codes(rows);
     norm1.forward_codes(x, q->row_codes(c), rows);
     attn.forward(c, y.f32(), B, N);
   } else {
+    h = Tensor::empty({rows, C});
     norm1.forward(x, h.f32(), rows);
     attn.forward(h.f32(), y.f32(), B, N);
   }
@@ -45,6 +46,7 @@ void Block::forward(float* x, int64_t B, int64_t N) const {
     norm2.forward_codes(x, q->row_codes(c), rows);
     mlp.forward(c, y.f32(), rows);
   } else {
+    if (!h.defined()) h = Tensor::empty({rows, C});
     norm2.forward(x, h.f32(), rows);
     mlp.forward(h.f32(), y.f32(), rows);
   }
