@@ -181,8 +181,17 @@ const QuantLinear* taking_codes(const Linear& l, int64_t M) {
 }
 
 std::string QuantLinear::kind() const {
-  return "w" + std::to_string(wbits_) + "a" + std::to_string(act_.bits) + (act_.dynamic ? "d" : "") +
-         (act_.twin_m > 0 ? "t" + std::to_string(act_.twin_m) : "");
+  // (Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on the chained operator+.)
+  std::string k = "w";
+  k += std::to_string(wbits_);
+  k += 'a';
+  k += std::to_string(act_.bits);
+  if (act_.dynamic) k += 'd';
+  if (act_.twin_m > 0) {
+    k += 't';
+    k += std::to_string(act_.twin_m);
+  }
+  return k;
 }
 
 int64_t QuantLinear::num_params() const {
