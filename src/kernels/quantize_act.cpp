@@ -70,9 +70,9 @@ void quantize_asym_s8(const float* x, int8_t* q, int64_t rows, int64_t cols, int
   quantize_asym_s8_heads(x, q, rows, rows, 1, cols, ldx, scale, zero, bits);
 }
 
-// One row's own range (widened to include 0, so 0 is exact) and its codes. Not inlined: both
-// callers run the very same reductions.
-__attribute__((noinline)) static void per_row_codes(const float* xr, uint8_t* q, int64_t cols, int32_t qmax, float* scale, int32_t* zero) {
+// One row's own range (widened to include 0, so 0 is exact) and its codes. (min / max reduce
+// exactly in any order, so every caller gets the same range.)
+static void per_row_codes(const float* xr, uint8_t* q, int64_t cols, int32_t qmax, float* scale, int32_t* zero) {
   float lo = 0.f, hi = 0.f;
 #pragma omp simd reduction(min : lo) reduction(max : hi)
   for (int64_t c = 0; c < cols; ++c) {  // (std::min / std::max do not vectorise here)

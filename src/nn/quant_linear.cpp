@@ -85,11 +85,7 @@ void QuantLinear::forward_rows(const float* x, float* y, int64_t M, Epilogue ep)
     kernels::gemm_u8s8_s32(g, q.data<uint8_t>(), act_.zero, codes_.data<int8_t>(), acc.data<int32_t>(), int_engine());
     kernels::gemm_u8s8_s32(g, q2.data<uint8_t>(), 0, codes_.data<int8_t>(), acc2.data<int32_t>(), int_engine());
     kernels::combine_twin(acc.data<int32_t>(), acc2.data<int32_t>(), M * N, act_.twin_m);
-    kernels::Dequant d;
-    d.b_scale = wscale_.f32();
-    d.b_per_col = true;
-    d.bias = bias_.defined() ? bias_.f32() : nullptr;
-    d.ep = ep;
+    kernels::Dequant d = weight_dequant(ep);
     d.a_scale = &act_.scale;
     kernels::dequantize_acc(acc.data<int32_t>(), M, N, d, y, N);
     return;
@@ -139,17 +135,23 @@ kernels::RowCodes QuantLinear::row_codes(InputCodes& c) const {
   return r;
 }
 
+// The weight side of the dequantisation (per-channel scales, bias, epilogue); callers add the input's.
+kernels::Dequant QuantLinear::weight_dequant(Epilogue ep) const {
+  kernels::Dequant d;
+  d.b_scale = wscale_.f32();
+  d.b_per_col = true;
+  d.bias = bias_.defined() ? bias_.f32() : nullptr;
+  d.ep = ep;
+  return d;
+}
+
 // The integer GEMM of the input codes, and how its int32 results become floats.
 kernels::Dequant QuantLinear::gemm(const InputCodes& in, int64_t M, Epilogue ep, Tensor& acc) const {
   const int64_t N = out_features(), K = in_features();
   acc = Tensor::empty({M, N}, DType::i32);
   kernels::gemm_u8s8_s32({1, M, N, K, true}, in.q.data<uint8_t>(), 0, codes_.data<int8_t>(), acc.data<int32_t>(),
                          int_engine(), packed_.get());
-  kernels::Dequant d;
-  d.b_scale = wscale_.f32();
-  d.b_per_col = true;
-  d.bias = bias_.defined() ? bias_.f32() : nullptr;
-  d.ep = ep;
+  kernels::Dequant d = weight_dequant(ep);
   d.b_sums = wsum_.data<int32_t>();
   if (act_.dynamic) {
     d.a_scale = in.scale.f32();

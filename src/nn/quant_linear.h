@@ -69,6 +69,7 @@ class QuantLinear final : public Linear {
  private:
   void forward_rows(const float* x, float* y, int64_t M, Epilogue ep) const;  // one tile of forward()
   int64_t row_tile() const;
+  kernels::Dequant weight_dequant(Epilogue ep) const;
   kernels::Dequant gemm(const InputCodes& in, int64_t M, Epilogue ep, Tensor& acc) const;
 
   Tensor codes_, wscale_, bias_, wsum_;  // wsum_: per-row sum of codes (zero-point correction)

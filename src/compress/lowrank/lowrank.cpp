@@ -173,7 +173,19 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   }
   const double to_save = total * (1.0 - s.fraction);
   nlohmann::json probes = nlohmann::json::object();
-  if (s.mixed && s.rank_error == LowRankSettings::RankError::kl) {
+  // KL probes (rank error kl): every candidate layer cut alone, then the whole allocation, on the
+  // first sensitivity_images calibration images, against their FP32 logits (computed once).
+  const bool kl_probes = s.mixed && s.rank_error == LowRankSettings::RankError::kl;
+  Tensor probe_images, probe_ref;
+  if (kl_probes) {
+    const size_t n = std::min(calib.size(), size_t(s.sensitivity_images));
+    probe_images = load_batch({calib.begin(), calib.begin() + long(n)}, model.cfg.pre);
+    probe_ref = model.forward(probe_images);
+  }
+  auto cut = [&](size_t i, int64_t rank) {  // eligible layer i at `rank`, uncompensated
+    return low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, rank), eligible[i]->bias);
+  };
+  if (kl_probes) {
     // Probe every layer alone at the ranks uniform allocation gives it at 4 budgets around the
     // target (saving 1/2, 1, 3/2 and 2 times as much) on a few calibration images, and let greedy
     // compare layers by the measured KL of the model's logits, interpolated linearly in the rank
@@ -189,11 +201,8 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     }
     std::vector<LayerSwap> swaps;
     for (auto& probe : ladder)
-      for (size_t i = 0; i < eligible.size(); ++i)
-        swaps.push_back({eligible[i]->slot, low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, probe[i]),
-                                                           eligible[i]->bias)});
-    const size_t n = std::min(calib.size(), size_t(s.sensitivity_images));
-    const auto kl = swap_kl(model, load_batch({calib.begin(), calib.begin() + long(n)}, model.cfg.pre), swaps, progress);
+      for (size_t i = 0; i < eligible.size(); ++i) swaps.push_back({eligible[i]->slot, cut(i, probe[i])});
+    const auto kl = swap_kl(model, probe_images, probe_ref, swaps, progress);
     for (size_t i = 0; i < eligible.size(); ++i) {
       // Points (rank, KL) from full rank down, KL made non-decreasing as the rank falls.
       std::vector<std::pair<int64_t, double>> pts{{std::min(eligible[i]->W.rows(), eligible[i]->W.cols()), 0.0}};
@@ -219,19 +228,15 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   }
   auto ranks = s.mixed ? allocate_greedy(cands, to_save) : allocate_uniform(cands, to_save);
   nlohmann::json allocation_check;
-  if (s.mixed && s.rank_error == LowRankSettings::RankError::kl) {
+  if (kl_probes) {
     // Summed single-layer KLs stop predicting the model's KL when many layers are cut hard
     // (measured: greedy below uniform ranks at 70 % of the parameters): keep the greedy ranks
     // only if the whole model's KL on the probe images is lower with them than with uniform ranks.
-    const size_t n = std::min(calib.size(), size_t(s.sensitivity_images));
-    const Tensor images = load_batch({calib.begin(), calib.begin() + long(n)}, model.cfg.pre);
     auto kl_of = [&](const std::vector<int64_t>& r) {
       std::vector<LayerSwap> swaps;
       for (size_t i = 0; i < eligible.size(); ++i)
-        if (r[i] > 0)
-          swaps.push_back({eligible[i]->slot, low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, r[i]),
-                                                             eligible[i]->bias)});
-      return joint_swap_kl(model, images, swaps);
+        if (r[i] > 0) swaps.push_back({eligible[i]->slot, cut(i, r[i])});
+      return joint_swap_kl(model, probe_images, probe_ref, swaps);
     };
     const auto uniform = allocate_uniform(cands, to_save);
     const double kl_greedy = kl_of(ranks), kl_uniform = kl_of(uniform);

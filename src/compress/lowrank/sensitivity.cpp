@@ -41,9 +41,8 @@ double mean_kl(const Tensor& ref, const Tensor& logits) {
   return total / double(std::max<int64_t>(B, 1));
 }
 
-std::vector<double> swap_kl(const models::ViT& model, const Tensor& images, std::vector<LayerSwap>& swaps,
-                            bool progress) {
-  const Tensor ref = model.forward(images);
+std::vector<double> swap_kl(const models::ViT& model, const Tensor& images, const Tensor& ref,
+                            std::vector<LayerSwap>& swaps, bool progress) {
   std::vector<double> kl;
   Progress bar("sensitivity", int64_t(swaps.size()));
   for (auto& s : swaps) {
@@ -55,8 +54,7 @@ std::vector<double> swap_kl(const models::ViT& model, const Tensor& images, std:
   return kl;
 }
 
-double joint_swap_kl(const models::ViT& model, const Tensor& images, std::vector<LayerSwap>& swaps) {
-  const Tensor ref = model.forward(images);
+double joint_swap_kl(const models::ViT& model, const Tensor& images, const Tensor& ref, std::vector<LayerSwap>& swaps) {
   std::vector<std::unique_ptr<Swapped>> on;  // all put back when this returns or throws
   for (auto& s : swaps) on.push_back(std::make_unique<Swapped>(s.slot, s.replacement));
   return mean_kl(ref, model.forward(images));

@@ -23,10 +23,11 @@ struct LayerSwap {
 };
 
 // For each swap, in turn: puts `replacement` into `slot`, runs `images` through the model, puts
-// the original back (also on an exception), and records mean_kl(FP32 logits, swapped logits).
-std::vector<double> swap_kl(const models::ViT& model, const Tensor& images, std::vector<LayerSwap>& swaps,
-                            bool progress);
+// the original back (also on an exception), and records mean_kl(ref, swapped logits); ref: the
+// unswapped model's logits on `images`.
+std::vector<double> swap_kl(const models::ViT& model, const Tensor& images, const Tensor& ref,
+                            std::vector<LayerSwap>& swaps, bool progress);
 // The same with every swap in place at once: one KL for the whole set.
-double joint_swap_kl(const models::ViT& model, const Tensor& images, std::vector<LayerSwap>& swaps);
+double joint_swap_kl(const models::ViT& model, const Tensor& images, const Tensor& ref, std::vector<LayerSwap>& swaps);
 
 }  // namespace vs::compress
