@@ -13,6 +13,7 @@
 #include "kernels/pack.h"
 #include "compress/quant/quantizer.h"
 #include "core/error.h"
+#include "kernels/quantize_act.h"
 
 using namespace vs;
 using namespace vs::quant;
@@ -607,4 +608,40 @@ TEST(QuantizerErrors, BadParametersThrow) {
   std::vector<float> nan_w = x;
   nan_w[7] = NAN;
   EXPECT_THROW(calibrate_weight(nan_w.data(), 4, 12, 8, true, Granularity::channel, 0, Observer::minmax), Error);
+}
+
+// The run-time activation quantisers (kernels/quantize_act.h) multiply by 1/s and fall back to
+// the true division only near rounding boundaries; their codes must still be exactly
+// clamp(round_half_even(x / s) + z): checked on values placed at, and a few ulps around, every
+// half-integer quotient, for several scales and row lengths with and without a partial vector.
+TEST(ActivationCodes, EqualTheTrueDivisionAtRoundingBoundaries) {
+  std::vector<float> x;
+  for (float s : {1.f / 255.f, 0.1f, 0.0371f, 3.f / 7.f}) {
+    x.clear();
+    for (int k = -140; k <= 140; ++k) {
+      const float tie = (float(k) + 0.5f) * s;
+      float lo = tie, hi = tie;
+      x.push_back(tie);
+      for (int u = 0; u < 4; ++u) {
+        lo = std::nextafter(lo, -INFINITY);
+        hi = std::nextafter(hi, INFINITY);
+        x.push_back(lo);
+        x.push_back(hi);
+      }
+    }
+    for (int64_t n : {int64_t(x.size()), int64_t(197), int64_t(16), int64_t(5)}) {
+      std::vector<uint8_t> q(static_cast<size_t>(n));
+      std::vector<int8_t> q8(static_cast<size_t>(n));
+      for (int bits : {8, 4}) {
+        const int32_t qmax = (1 << bits) - 1, zero = qmax / 2, lim = (1 << (bits - 1)) - 1;
+        vs::kernels::quantize_u8_row(x.data(), q.data(), n, s, zero, bits);
+        vs::kernels::quantize_s8(x.data(), q8.data(), 1, n, n, s, bits);
+        for (int64_t c = 0; c < n; ++c) {
+          const int32_t k = int32_t(std::nearbyint(x[size_t(c)] / s));
+          ASSERT_EQ(int32_t(q[size_t(c)]), std::clamp(k + zero, 0, qmax)) << "s " << s << " x " << x[size_t(c)];
+          ASSERT_EQ(int32_t(q8[size_t(c)]), std::clamp(k, -lim, lim)) << "s " << s << " x " << x[size_t(c)];
+        }
+      }
+    }
+  }
 }

@@ -40,6 +40,33 @@ void layernorm_to_codes(const float* x, const float* gamma, const float* beta, i
   }
 }
 
+#if defined(__AVX512F__)
+// AVX-512: whole rows in 16-lane vectors, the last partial vector masked. Attention rows have
+// 197 keys (12 vectors + 5): the auto-vectorised loops ran those 5 through scalar code, and the
+// scalar exp of the tail cost as much as the 12 vectors (perf: a third of softmax's time).
+void softmax_row(float* xr, int64_t C, float scale) {
+  const int64_t full = C & ~int64_t(15);
+  const __mmask16 tail = __mmask16((1u << (C - full)) - 1u);
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  for (int64_t c = 0; c < full; c += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(xr + c));
+  if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, xr + full));
+  const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sc = _mm512_set1_ps(scale);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t c = 0; c < full; c += 16) {
+    const __m512 e = fast_exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + c), mx), sc));
+    _mm512_storeu_ps(xr + c, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  if (tail) {
+    const __m512 e = fast_exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, xr + full), mx), sc));
+    _mm512_mask_storeu_ps(xr + full, tail, e);
+    sum = _mm512_mask_add_ps(sum, tail, sum, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
+  for (int64_t c = 0; c < full; c += 16) _mm512_storeu_ps(xr + c, _mm512_mul_ps(_mm512_loadu_ps(xr + c), inv));
+  if (tail) _mm512_mask_storeu_ps(xr + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, xr + full), inv));
+}
+#else
 void softmax_row(float* xr, int64_t C, float scale) {
   float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
@@ -55,6 +82,7 @@ void softmax_row(float* xr, int64_t C, float scale) {
 #pragma omp simd
   for (int64_t c = 0; c < C; ++c) xr[c] *= inv;
 }
+#endif
 
 void softmax_rows(float* x, int64_t R, int64_t C, float scale) {
   // Inside an attention tile (already in a parallel region) this runs on the calling thread:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
 #include "core/tensor.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -45,20 +46,16 @@ void finish_row(float* pr, int64_t r, const MhaShape& s, float scale, const floa
 }
 
 // Probabilities (and their codes, `codes` non-null) of all heads into p [B, H, Nq, Nk], from
-// integer scores (q^ - zq)(k^ - zk) * q_scale * k_scale: q and k quantised head-major in one pass
-// each, one batched (B * H) GEMM without zero points, whose result is corrected exactly in
+// integer scores (q^ - zq)(k^ - zk) * q_scale * k_scale of the head-major codes qc / kc
+// (QkvCodes): one batched (B * H) GEMM without zero points, whose result is corrected exactly in
 // integers:
 //   sum_d (q - zq)(k' - zk') = sum_d q k' - zq * sum_d k' - zk' * sum_d q + d * zq * zk'
 // (k' the stored s8 codes, zk' their zero point).
-void probs_quant(const float* q, const float* k, float* p, const MhaShape& s, float scale, const float* bias,
-                 const AttnQuant& aq, const Log2Grid& g, uint8_t* codes, IntEngine engine) {
+void probs_from_codes(const uint8_t* qcp, const int8_t* kcp, float* p, const MhaShape& s, float scale, const float* bias,
+                      const AttnQuant& aq, const Log2Grid& g, uint8_t* codes, IntEngine engine) {
   const int64_t BH = s.B * s.H, Nq = s.Nq, Nk = s.Nk, d = s.dqk;
-  Tensor qc = Tensor::empty({BH * Nq, d}, DType::u8), kc = Tensor::empty({BH * Nk, d}, DType::i8);
   Tensor acc = Tensor::empty({BH, Nq, Nk}, DType::i32), ksum = Tensor::empty({BH * Nk}, DType::i32);
-  quantize_u8_heads(q, qc.data<uint8_t>(), s.B * Nq, Nq, s.H, d, s.ldq, aq.q_scale, aq.q_zero, aq.q_bits);
-  quantize_asym_s8_heads(k, kc.data<int8_t>(), s.B * Nk, Nk, s.H, d, s.ldk, aq.k_scale, aq.k_zero, aq.k_bits);
-  gemm_u8s8_s32({BH, Nq, Nk, d, true}, qc.data<uint8_t>(), 0, kc.data<int8_t>(), acc.data<int32_t>(), engine);
-  const int8_t* kcp = kc.data<int8_t>();
+  gemm_u8s8_s32({BH, Nq, Nk, d, true}, qcp, 0, kcp, acc.data<int32_t>(), engine);
   int32_t* ks = ksum.data<int32_t>();
 #pragma omp parallel for schedule(static) if (BH * Nk * d > 32768)
   for (int64_t r = 0; r < BH * Nk; ++r) {
@@ -69,7 +66,6 @@ void probs_quant(const float* q, const float* k, float* p, const MhaShape& s, fl
   const int32_t zq = aq.q_zero, zk = aq.k_zero - (1 << (aq.k_bits - 1)), dzz = int32_t(d) * zq * zk;
   const float alpha = aq.q_scale * aq.k_scale;
   const int32_t* a = acc.data<int32_t>();
-  const uint8_t* qcp = qc.data<uint8_t>();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < BH * Nq; ++r) {
     int32_t qsum = 0;
@@ -81,6 +77,16 @@ void probs_quant(const float* q, const float* k, float* p, const MhaShape& s, fl
     for (int64_t j = 0; j < Nk; ++j) pr[j] = float(a[r * Nk + j] - zq * kr[j] - corr) * alpha;
     finish_row(pr, r, s, scale, bias, aq, g, codes);
   }
+}
+
+// q and k (float, rows of stride ldq / ldk) quantised head-major, then probs_from_codes.
+void probs_quant(const float* q, const float* k, float* p, const MhaShape& s, float scale, const float* bias,
+                 const AttnQuant& aq, const Log2Grid& g, uint8_t* codes, IntEngine engine) {
+  const int64_t BH = s.B * s.H;
+  Tensor qc = Tensor::empty({BH * s.Nq, s.dqk}, DType::u8), kc = Tensor::empty({BH * s.Nk, s.dqk}, DType::i8);
+  quantize_u8_heads(q, qc.data<uint8_t>(), s.B * s.Nq, s.Nq, s.H, s.dqk, s.ldq, aq.q_scale, aq.q_zero, aq.q_bits);
+  quantize_asym_s8_heads(k, kc.data<int8_t>(), s.B * s.Nk, s.Nk, s.H, s.dqk, s.ldk, aq.k_scale, aq.k_zero, aq.k_bits);
+  probs_from_codes(qc.data<uint8_t>(), kc.data<int8_t>(), p, s, scale, bias, aq, g, codes, engine);
 }
 
 // The same from float scores (q and k left float).
@@ -145,6 +151,29 @@ void mha_probs_f32(const float* q, const float* k, float* probs, const MhaShape&
   one.H = 1;
   probs_f32(q + h * s.dqk, k + h * s.dqk, probs, one, scale, bias ? bias + h * s.Nq * s.Nk : nullptr, AttnQuant{},
             Log2Grid{}, nullptr);
+}
+
+QkvCodes QkvCodes::empty(const MhaShape& s) {
+  const int64_t BH = s.B * s.H;
+  return {Tensor::empty({BH * s.Nq, s.dqk}, DType::u8), Tensor::empty({BH * s.Nk, s.dqk}, DType::i8),
+          Tensor::empty({BH * s.Nk, s.dv}, DType::i8)};
+}
+
+void encode_qkv_row(const float* x, int64_t r, const MhaShape& s, const AttnQuant& aq, QkvCodes& c) {
+  const int64_t qk = s.H * s.dqk;
+  quantize_u8_heads_row(x, c.q.data<uint8_t>(), r, s.Nq, s.H, s.dqk, aq.q_scale, aq.q_zero, aq.q_bits);
+  quantize_asym_s8_heads_row(x + qk, c.k.data<int8_t>(), r, s.Nk, s.H, s.dqk, aq.k_scale, aq.k_zero, aq.k_bits);
+  quantize_s8_heads_row(x + 2 * qk, c.v.data<int8_t>(), r, s.Nk, s.H, s.dv, aq.v_scale, aq.v_bits);
+}
+
+void mha_quant_codes(const QkvCodes& c, float* out, const MhaShape& s, float scale, const float* bias,
+                     const AttnQuant& aq, IntEngine engine) {
+  check(aq.q_bits < 16 && aq.p_bits < 16 && s.dqk > 0 && s.dv > 0, "mha_quant_codes: every attention point must be quantised");
+  Tensor probs = Tensor::empty({s.B, s.H, s.Nq, s.Nk}), codes = Tensor::empty({s.B * s.H * s.Nq * s.Nk}, DType::u8);
+  const Log2Grid g = aq.p_tau > 0 ? make_log2_grid(aq.p_scale, aq.p_tau, aq.p_bits) : Log2Grid{};
+  probs_from_codes(c.q.data<uint8_t>(), c.k.data<int8_t>(), probs.f32(), s, scale, bias, aq, g, codes.data<uint8_t>(),
+                   engine);
+  codes_times_v(codes.data<uint8_t>(), c.v.data<int8_t>(), out, s.B, s.H, s.Nq, s.Nk, s.dv, s.ldo, aq, engine);
 }
 
 void mha_quant(const float* q, const float* k, const float* v, float* out, const MhaShape& s, float scale,

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 
+#include "core/tensor.h"
 #include "kernels/attention.h"
 #include "kernels/mha.h"
 
@@ -14,6 +15,22 @@ namespace vs::kernels {
 
 void mha_quant(const float* q, const float* k, const float* v, float* out, const MhaShape& s, float scale,
                const float* bias, const AttnQuant& aq, IntEngine engine);
+
+// q, k and v of all heads as the integer codes mha_quant makes of them (head-major: the operands
+// of its batched GEMMs): q u8 [B*H*Nq, dqk], k s8 [B*H*Nk, dqk] (asymmetric codes - 2^(k_bits-1)),
+// v s8 [B*H*Nk, dv].
+struct QkvCodes {
+  Tensor q, k, v;
+  static QkvCodes empty(const MhaShape& s);  // uninitialised
+};
+// Token row r (= b * Nq + i) of a fused projection's output [q | k | v] (H * dqk, H * dqk, H * dv
+// floats; Nq == Nk) into c: the codes mha_quant's own quantisation writes for that row. Lets the
+// qkv projection's dequantisation pass write the codes while the row is in L1.
+void encode_qkv_row(const float* x, int64_t r, const MhaShape& s, const AttnQuant& aq, QkvCodes& c);
+// mha_quant from codes, every point quantised (q_bits, p_bits < 16); bit-identical to mha_quant
+// on the floats the codes were made from.
+void mha_quant_codes(const QkvCodes& c, float* out, const MhaShape& s, float scale, const float* bias,
+                     const AttnQuant& aq, IntEngine engine);
 
 // The float softmax probabilities of head h, probs [B, Nq, Nk] (for calibration).
 void mha_probs_f32(const float* q, const float* k, float* probs, const MhaShape& s, float scale,

@@ -6,6 +6,7 @@
 // given the same int32 accumulators they produce bit-identical floats.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "kernels/gemm.h"
 
@@ -37,6 +38,14 @@ void quantize_s8_heads(const float* x, int8_t* q, int64_t rows, int64_t tokens, 
 void quantize_asym_s8_heads(const float* x, int8_t* q, int64_t rows, int64_t tokens, int64_t heads, int64_t d,
                             int64_t ldx, float scale, int32_t zero, int bits);
 
+// Row r (= b * tokens + i) of those, on the calling thread (x: that row's heads * d values), for
+// fused row passes; the same codes as the parallel functions above.
+void quantize_u8_heads_row(const float* x, uint8_t* q, int64_t r, int64_t tokens, int64_t heads, int64_t d,
+                           float scale, int32_t zero, int bits);
+void quantize_s8_heads_row(const float* x, int8_t* q, int64_t r, int64_t tokens, int64_t heads, int64_t d,
+                           float scale, int bits);
+void quantize_asym_s8_heads_row(const float* x, int8_t* q, int64_t r, int64_t tokens, int64_t heads, int64_t d,
+                                float scale, int32_t zero, int bits);
 // Per row (dynamic, per token): picks each row's own range (widened to include 0), writes its
 // scale and zero point.
 void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols, int bits,
@@ -44,7 +53,7 @@ void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols,
 
 // How an int32 accumulator matrix acc [M, N] becomes floats:
 //   y[m, n] = float(acc[m, n] - a_zero[m or -] * b_sums[n]) * (a_scale[m or 0] * b_scale[n or 0])
-//             + bias[n], then the epilogue.
+//             + bias[n], then the epilogue (or, with `add`, y[m, n] += that).
 // a_zero is a_zero_rows[m] (per token) or the scalar a_zero_all; b_sums null when the zero point
 // was already applied inside the GEMM.
 struct Dequant {
@@ -57,6 +66,7 @@ struct Dequant {
   bool b_per_col = false;
   const float* bias = nullptr;
   Epilogue ep = Epilogue::none;
+  bool add = false;  // y += the result instead of y = (a residual connection fused in; not with GELU)
 };
 // y is written with leading dimension ldy (>= N).
 void dequantize_acc(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, float* y, int64_t ldy);
@@ -75,6 +85,10 @@ struct RowCodes {
 };
 // Row r (n values) into out, the codes quantize_u8 / quantize_u8_per_row would make.
 void encode_row(const float* x, int64_t n, int64_t r, const RowCodes& out);
+// dequantize_acc's rows, each handed to sink(row, m) as floats in a per-thread L1 buffer (valid
+// during the call) instead of being stored: the next step consumes the row while it is in cache.
+using RowSink = std::function<void(const float* row, int64_t m)>;
+void dequantize_acc_rows(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, const RowSink& sink);
 // dequantize_acc's rows, written as codes instead of floats (bit-identical to dequantising, then
 // quantising).
 void dequantize_acc_to_codes(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, const RowCodes& out);

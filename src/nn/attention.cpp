@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/mha_quant.h"
 #include "nn/exec_mode.h"
 #include "nn/lowrank_linear.h"
 
@@ -76,22 +77,36 @@ Attention Attention::load(ParamReader& p, const std::string& prefix, int64_t C, 
 void Attention::forward(const float* x, float* y, int64_t B, int64_t N) const {
   Tensor qkv_out = Tensor::empty({B * N, heads.qkv_width()});
   qkv->forward(x, qkv_out.f32(), B * N);
-  finish(qkv_out.f32(), y, B, N);
+  finish(qkv_out.f32(), y, B, N, false);
 }
 
-void Attention::forward(const QuantLinear::InputCodes& x, float* y, int64_t B, int64_t N) const {
-  Tensor qkv_out = Tensor::empty({B * N, heads.qkv_width()});
-  dynamic_cast<const QuantLinear&>(*qkv).forward_codes(x, qkv_out.f32(), B * N, Epilogue::none);
-  finish(qkv_out.f32(), y, B, N);
+void Attention::forward(const QuantLinear::InputCodes& x, float* y, int64_t B, int64_t N, bool add) const {
+  const auto& q = dynamic_cast<const QuantLinear&>(*qkv);
+  const int64_t rows = B * N;
+  if (heads.uniform() && quant.q_bits < 16 && quant.p_bits < 16 && heads.qk_dim[0] > 0 && heads.v_dim[0] > 0) {
+    // Every attention point quantised: qkv's dequantisation pass writes q, k and v's codes.
+    const int64_t H = int64_t(heads.qk_dim.size()), ld = heads.qkv_width();
+    const kernels::MhaShape s{B, N, N, H, heads.qk_dim[0], heads.v_dim[0], ld, ld, ld, heads.v_total()};
+    kernels::QkvCodes c = kernels::QkvCodes::empty(s);
+    q.forward_codes(x, rows, Epilogue::none, [&](const float* row, int64_t r) { kernels::encode_qkv_row(row, r, s, quant, c); });
+    Tensor ctx = Tensor::empty({rows, heads.v_total()});
+    kernels::mha_quant_codes(c, ctx.f32(), s, scale, nullptr, quant, int_engine());
+    forward_into(*proj, ctx.f32(), y, rows, add);
+    return;
+  }
+  Tensor qkv_out = Tensor::empty({rows, heads.qkv_width()});
+  q.forward_codes(x, qkv_out.f32(), rows, Epilogue::none);
+  finish(qkv_out.f32(), y, B, N, add);
 }
 
-void Attention::finish(const float* qkv_out, float* y, int64_t B, int64_t N) const {
-  Tensor ctx = Tensor::empty({B * N, heads.v_total()});
+void Attention::finish(const float* qkv_out, float* y, int64_t B, int64_t N, bool add) const {
+  const int64_t rows = B * N;
+  Tensor ctx = Tensor::empty({rows, heads.v_total()});
   if (quant.any())
     kernels::attention_quant(qkv_out, ctx.f32(), B, N, heads, scale, quant, int_engine());
   else
     kernels::attention_f32(qkv_out, ctx.f32(), B, N, heads, scale);
-  proj->forward(ctx.f32(), y, B * N);
+  forward_into(*proj, ctx.f32(), y, rows, add);
 }
 
 void Attention::save(const std::string& prefix, StateDict& out) const {

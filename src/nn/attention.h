@@ -24,12 +24,13 @@ struct Attention {
                         bool qkv_bias, const kernels::HeadLayout& layout = {}, float scale = 0.f);
   // x: [B*N, C] -> y: [B*N, C]
   void forward(const float* x, float* y, int64_t B, int64_t N) const;
-  // The same from qkv's input codes (qkv a QuantLinear taking codes: taking_codes()).
-  void forward(const QuantLinear::InputCodes& x, float* y, int64_t B, int64_t N) const;
+  // The same from qkv's input codes (qkv a QuantLinear taking codes: taking_codes()); with `add`,
+  // y += the output (the block's residual, fused into proj's dequantisation when proj is quantised).
+  void forward(const QuantLinear::InputCodes& x, float* y, int64_t B, int64_t N, bool add) const;
   void save(const std::string& prefix, StateDict& out) const;
 
  private:
-  void finish(const float* qkv_out, float* y, int64_t B, int64_t N) const;  // attention core + proj
+  void finish(const float* qkv_out, float* y, int64_t B, int64_t N, bool add) const;  // attention core + proj
 };
 
 // The quantisation parameters of one attention module, as Attention::load / save read and write

@@ -30,21 +30,26 @@ static void add_residual(float* x, const float* y, const Tensor& gamma, int64_t 
 void Block::forward(float* x, int64_t B, int64_t N) const {
   const int64_t rows = B * N, C = norm1.width();
   Tensor h, y = Tensor::empty({rows, C});  // h: the normalised rows, only where floats are needed
-  // A quantised qkv / fc1 gets its input codes straight from the LayerNorm's pass.
+  // A quantised qkv / fc1 gets its input codes straight from the LayerNorm's pass, and (without
+  // layer scale) its branch's output is added to x in proj's / fc2's dequantisation pass.
   if (auto* q = taking_codes(*attn.qkv, rows)) {
     QuantLinear::InputCodes c = q->input_codes(rows);
     norm1.forward_codes(x, q->row_codes(c), rows);
-    attn.forward(c, y.f32(), B, N);
+    const bool fuse = !ls1.defined();
+    attn.forward(c, fuse ? x : y.f32(), B, N, fuse);
+    if (!fuse) add_residual(x, y.f32(), ls1, rows, C);
   } else {
     h = Tensor::empty({rows, C});
     norm1.forward(x, h.f32(), rows);
     attn.forward(h.f32(), y.f32(), B, N);
+    add_residual(x, y.f32(), ls1, rows, C);
   }
-  add_residual(x, y.f32(), ls1, rows, C);
   if (auto* q = taking_codes(*mlp.fc1, rows)) {
     QuantLinear::InputCodes c = q->input_codes(rows);
     norm2.forward_codes(x, q->row_codes(c), rows);
-    mlp.forward(c, y.f32(), rows);
+    const bool fuse = !ls2.defined();
+    mlp.forward(c, fuse ? x : y.f32(), rows, fuse);
+    if (fuse) return;
   } else {
     if (!h.defined()) h = Tensor::empty({rows, C});
     norm2.forward(x, h.f32(), rows);

@@ -23,7 +23,7 @@ void Mlp::forward(const float* x, float* y, int64_t rows) const {
   if (auto* q1 = taking_codes(*fc1, rows); q1 && taking_codes(*fc2, rows)) {
     QuantLinear::InputCodes c = q1->input_codes(rows);
     q1->quantize_input(x, rows, c);
-    forward(c, y, rows);
+    forward(c, y, rows, false);
     return;
   }
   Tensor h = Tensor::empty({rows, fc1->out_features()});
@@ -31,17 +31,17 @@ void Mlp::forward(const float* x, float* y, int64_t rows) const {
   fc2->forward(h.f32(), y, rows);
 }
 
-void Mlp::forward(const QuantLinear::InputCodes& x, float* y, int64_t rows) const {
+void Mlp::forward(const QuantLinear::InputCodes& x, float* y, int64_t rows, bool add) const {
   auto& q1 = dynamic_cast<const QuantLinear&>(*fc1);
   if (auto* q2 = taking_codes(*fc2, rows)) {  // GELU's output goes straight to fc2's codes
     QuantLinear::InputCodes h = q2->input_codes(rows);
     q1.forward_codes(x, rows, Epilogue::gelu, *q2, h);
-    q2->forward_codes(h, y, rows, Epilogue::none);
+    q2->forward_codes(h, y, rows, Epilogue::none, add);
     return;
   }
   Tensor h = Tensor::empty({rows, fc1->out_features()});
   q1.forward_codes(x, h.f32(), rows, Epilogue::gelu);
-  fc2->forward(h.f32(), y, rows);
+  forward_into(*fc2, h.f32(), y, rows, add);
 }
 
 void Mlp::save(const std::string& prefix, StateDict& out) const {

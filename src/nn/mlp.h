@@ -14,8 +14,9 @@ struct Mlp {
 
   static Mlp load(ParamReader& p, const std::string& prefix, int64_t C);  // hidden from fc1
   void forward(const float* x, float* y, int64_t rows) const;
-  // The same from fc1's input codes (fc1 a QuantLinear taking codes: taking_codes()).
-  void forward(const QuantLinear::InputCodes& x, float* y, int64_t rows) const;
+  // The same from fc1's input codes (fc1 a QuantLinear taking codes: taking_codes()); with `add`,
+  // y += the output (the block's residual, fused into fc2's dequantisation when fc2 is quantised).
+  void forward(const QuantLinear::InputCodes& x, float* y, int64_t rows, bool add) const;
   void save(const std::string& prefix, StateDict& out) const;
 };
 

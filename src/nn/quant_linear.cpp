@@ -1,5 +1,7 @@
 #include "nn/quant_linear.h"
 
+#include "kernels/elementwise.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -164,9 +166,10 @@ kernels::Dequant QuantLinear::gemm(const InputCodes& in, int64_t M, Epilogue ep,
   return d;
 }
 
-void QuantLinear::forward_codes(const InputCodes& in, float* y, int64_t M, Epilogue ep) const {
+void QuantLinear::forward_codes(const InputCodes& in, float* y, int64_t M, Epilogue ep, bool add) const {
   Tensor acc;
-  const kernels::Dequant d = gemm(in, M, ep, acc);
+  kernels::Dequant d = gemm(in, M, ep, acc);
+  d.add = add;
   kernels::dequantize_acc(acc.data<int32_t>(), M, out_features(), d, y, out_features());
 }
 
@@ -177,9 +180,31 @@ void QuantLinear::forward_codes(const InputCodes& in, int64_t M, Epilogue ep, co
   kernels::dequantize_acc_to_codes(acc.data<int32_t>(), M, out_features(), d, next.row_codes(out));
 }
 
+void QuantLinear::forward_codes(const InputCodes& in, int64_t M, Epilogue ep, const kernels::RowSink& sink) const {
+  Tensor acc;
+  const kernels::Dequant d = gemm(in, M, ep, acc);
+  kernels::dequantize_acc_rows(acc.data<int32_t>(), M, out_features(), d, sink);
+}
+
 const QuantLinear* taking_codes(const Linear& l, int64_t M) {
   auto* q = dynamic_cast<const QuantLinear*>(&l);
   return q && q->takes_codes(M) ? q : nullptr;
+}
+
+void forward_into(const Linear& l, const float* x, float* y, int64_t M, bool add) {
+  if (!add) {
+    l.forward(x, y, M);
+    return;
+  }
+  if (auto* q = taking_codes(l, M)) {
+    QuantLinear::InputCodes c = q->input_codes(M);
+    q->quantize_input(x, M, c);
+    q->forward_codes(c, y, M, Epilogue::none, true);
+    return;
+  }
+  Tensor t = Tensor::empty({M, l.out_features()});
+  l.forward(x, t.f32(), M);
+  kernels::add_inplace(y, t.f32(), M * l.out_features());
 }
 
 std::string QuantLinear::kind() const {

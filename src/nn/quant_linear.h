@@ -62,9 +62,13 @@ class QuantLinear final : public Linear {
   InputCodes input_codes(int64_t M) const;              // uninitialised buffers for M rows
   kernels::RowCodes row_codes(InputCodes& c) const;     // where a producer writes them
   void quantize_input(const float* x, int64_t M, InputCodes& c) const;  // forward()'s own first half
-  void forward_codes(const InputCodes& in, float* y, int64_t M, Epilogue ep) const;
+  // add: y += the output (a residual connection, in the dequantisation pass; Epilogue::none only).
+  void forward_codes(const InputCodes& in, float* y, int64_t M, Epilogue ep, bool add = false) const;
   // The same, with the output written as `next`'s input codes (e.g. fc1 -> GELU -> fc2).
   void forward_codes(const InputCodes& in, int64_t M, Epilogue ep, const QuantLinear& next, InputCodes& out) const;
+  // The same, each output row handed to sink(row, m) as floats in an L1 buffer (e.g. qkv -> the
+  // attention operands' codes).
+  void forward_codes(const InputCodes& in, int64_t M, Epilogue ep, const kernels::RowSink& sink) const;
 
  private:
   void forward_rows(const float* x, float* y, int64_t M, Epilogue ep) const;  // one tile of forward()
@@ -81,5 +85,8 @@ class QuantLinear final : public Linear {
 
 // `l` as a QuantLinear that takes its input as codes for M rows, or null.
 const QuantLinear* taking_codes(const Linear& l, int64_t M);
+
+// l.forward(x, y, M), or with `add` y += l's output (fused into the dequantisation when l takes codes).
+void forward_into(const Linear& l, const float* x, float* y, int64_t M, bool add);
 
 }  // namespace vs::nn
