@@ -469,6 +469,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 timed passes, no minimum time")
     ap.add_argument("--iters", type=int, default=20, help="minimum timed passes (default 20)")
     ap.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per row (default 2)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="sweeps over every row, order flipped each time; each row reports its median round (default 3)")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                     help="extra vitshrink model folder as a row; it joins the group whose architecture "
                          "(config.json) it has, else gets its own group")
@@ -487,7 +489,9 @@ def main():
         return torch_worker_main(args.threads, args.qengine)
 
     if args.quick:
-        args.iters, args.seconds = 3, 0.0
+        args.iters, args.seconds, args.rounds = 3, 0.0, 1
+    if args.rounds < 1:
+        sys.exit("--rounds must be >= 1")
     exe = os.path.abspath(args.vitshrink)
     if not os.access(exe, os.X_OK):
         sys.exit(f"no vitshrink executable at {exe} (build it: cmake --build build --target vitshrink)")
@@ -564,25 +568,38 @@ def main():
                                     ratio=(name, "pytorch fp32"), groups={g.name}))
 
     # Measure: cells in order, contenders alternating forward / backward from one cell to the next,
-    # so that neither side systematically runs first (on a cooler or hotter machine).
-    results = []
+    # so that neither side systematically runs first (on a cooler or hotter machine). With
+    # --rounds R the whole sweep runs R times (the order flipped each round) and every cell reports
+    # the round with the median time: this VM's speed drifts by 5-10 % within minutes, and one
+    # draw per contender let that drift decide ratios near a target.
+    per_cell = {}
     t_start = time.time()
-    cell = 0
-    for g in groups:
-        for b in args.batches:
-            order = [c for c in contenders if c.groups is None or g.name in c.groups]
-            if cell % 2:
-                order.reverse()
-            cell += 1
-            for c in order:
-                load = os.getloadavg()[0]
-                print(f"  {g.name} batch {b}: {c.name} ...", end="", flush=True)
-                t = c.run(g, b)
-                print(" FAILED" if "error" in t else f" {t['median_ms']:.2f} ms"
-                      + (f" ({t['variant']})" if "variant" in t else ""), flush=True)
-                results.append({"group": g.name, "arch": g.arch, "batch": b, "contender": c.name,
-                                "engine": c.engine, "precision": c.precision, "load_avg_1min": load,
-                                "timing": t})
+    for rnd in range(args.rounds):
+        cell = rnd
+        for g in groups:
+            for b in args.batches:
+                order = [c for c in contenders if c.groups is None or g.name in c.groups]
+                if cell % 2:
+                    order.reverse()
+                cell += 1
+                for c in order:
+                    load = os.getloadavg()[0]
+                    tag = f" (round {rnd + 1}/{args.rounds})" if args.rounds > 1 else ""
+                    print(f"  {g.name} batch {b}: {c.name}{tag} ...", end="", flush=True)
+                    t = c.run(g, b)
+                    print(" FAILED" if "error" in t else f" {t['median_ms']:.2f} ms"
+                          + (f" ({t['variant']})" if "variant" in t else ""), flush=True)
+                    per_cell.setdefault((g.name, b, c.name), []).append((t, load, g))
+    results = []
+    for (gname, b, cname), runs in per_cell.items():
+        ok = sorted((r for r in runs if "median_ms" in r[0]), key=lambda r: r[0]["median_ms"])
+        t, load, g = ok[(len(ok) - 1) // 2] if ok else runs[0]
+        c = next(c for c in contenders if c.name == cname)
+        if len(runs) > 1:
+            t = dict(t, rounds_median_ms=[r[0].get("median_ms") for r in runs])
+        results.append({"group": gname, "arch": g.arch, "batch": b, "contender": cname,
+                        "engine": c.engine, "precision": c.precision, "load_avg_1min": load,
+                        "timing": t})
     client.close()
 
     by = {(r["group"], r["batch"], r["contender"]): r["timing"] for r in results}
@@ -609,7 +626,8 @@ def main():
                "settings": {"threads": args.threads, "batches": args.batches, "warmup": WARMUP,
                             "min_iters": args.iters, "min_seconds": args.seconds, "quick": args.quick,
                             "vitshrink": exe, "timing_rule": "median=sorted[n/2], p90=sorted[min(n-1,n*9/10)]",
-                            "order": "contenders alternate forward/backward from one (model, batch) cell to the next"},
+                            "order": "contenders alternate forward/backward from one (model, batch) cell to the next",
+                            "rounds": args.rounds, "round_rule": "each row: the round with the median median_ms (lower middle)"},
                "pytorch": ti,
                "models": [dataclasses.asdict(g) for g in groups],
                "contenders": [{"name": c.name, "engine": c.engine, "precision": c.precision,

@@ -31,6 +31,11 @@ struct PtqSettings {
   bool big = false;            // PTQ4SAM's bimodal integration of the keys (compress/quant/big.h)
   bool repq = false;           // RepQ-ViT's reparameterisation of post-LayerNorm scales (compress/quant/repq.h)
   bool opt_m = false;          // OPT-m: twin-uniform mlp.fc2 inputs, ratio searched (compress/quant/optm.h)
+  // GPTQ weight rounding (compress/quant/gptq.h) of every quantised Linear, on the Gram of its
+  // calibration inputs (after BIG / SQ-b / RepQ; each token scaled to unit RMS, so that a few
+  // massive-activation tokens do not decide it); per-channel scales stay the weight observer's.
+  bool gptq = false;
+  double gptq_damping = 0.01;
   // Greedy mixed precision (compress/quant/mixed.h) over the blocks' Linear layers when > 0:
   // each gets W = A = one of mp_candidates, lowered greedily (loss: KL of the logits vs FP32 on
   // the first mp_images calibration images) until their weight-weighted average is <= avg_bits.
