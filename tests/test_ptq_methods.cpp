@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 
 #include "compress/capture.h"
 #include "compress/quant/attn_calib.h"
@@ -293,4 +294,28 @@ TEST(ProbQuantizerAuto, PicksTheLowerErrorOfUniformAndLog2PerModule) {
     EXPECT_EQ(a.p_scale, want.p_scale);
     EXPECT_EQ(peaked ? a.p_tau > 0 : a.p_tau == 0, true);
   }
+}
+
+// --mp-weights-only: the greedy picks weight bits per layer; every input keeps --abits.
+TEST(MixedPrecision, WeightsOnlyKeepsTheActivationBits) {
+  test::TempDir tmp;
+  models::ViT m = models::load_model(test::write_tiny_model(tmp));
+  auto images = test::random_images(tmp, 4);
+  quant::PtqSettings s;
+  s.wbits = s.abits = 6;
+  s.avg_bits = 5.0;
+  s.mp_images = 4;
+  s.mp_weights_only = true;
+  auto section = quant::quantize_model(m, s, images, false);
+  const auto& mp = section.at("mixed_precision");
+  EXPECT_LE(mp.at("avg_bits").get<double>(), 5.0);
+  EXPECT_TRUE(mp.at("weights_only").get<bool>());
+  std::set<int> seen;
+  for (auto& [name, b] : mp.at("bits").items()) {
+    EXPECT_EQ(section["layers"][name]["wbits"].get<int>(), b.get<int>()) << name;
+    EXPECT_EQ(section["layers"][name]["abits"].get<int>(), 6) << name;
+    seen.insert(b.get<int>());
+  }
+  EXPECT_GT(seen.size(), 0u);
+  EXPECT_LT(*seen.begin(), 6);  // something was lowered below the start to reach 5.0
 }

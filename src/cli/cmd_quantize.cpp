@@ -46,6 +46,7 @@ void add_quantize(CLI::App& app) {
     double avg_bits = 0;
     std::vector<int> mp_bits{4, 5, 6, 8};
     int mp_images = 16;
+    bool mp_weights_only = false;
     compress::ReconstructSettings recon;
     std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
@@ -99,6 +100,9 @@ void add_quantize(CLI::App& app) {
       ->check(CLI::Range(2.0, 8.0));
   cmd->add_option("--mp-bits", a->mp_bits, "candidate bit widths of --avg-bits (default 4 5 6 8)")
       ->check(CLI::Range(2, 8));
+  cmd->add_flag("--mp-weights-only", a->mp_weights_only,
+                "--avg-bits varies the weight bits only (the average is of the weight codes, i.e. the size);\n"
+                "every Linear input keeps --abits");
   cmd->add_option("--mp-images", a->mp_images, "calibration images the --avg-bits search measures KL on (16)")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--method", a->method,
@@ -154,6 +158,7 @@ void add_quantize(CLI::App& app) {
     s.avg_bits = a->avg_bits;
     s.mp_candidates = a->mp_bits;
     s.mp_images = a->mp_images;
+    s.mp_weights_only = a->mp_weights_only;
     s.dynamic = a->dynamic;
     s.weight_observer = quant::parse_observer(a->wobs);
     s.act_observer = quant::parse_observer(a->aobs);

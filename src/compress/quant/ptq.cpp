@@ -368,7 +368,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     mp_ref = model.forward(mp_images);
   }
   for (auto& [name, slot] : layers) {
-    const int ab = in_mixed(name) ? top_bits : is_edge(name) ? s.edge_bits : s.abits;
+    const int ab = in_mixed(name) && !s.mp_weights_only ? top_bits : is_edge(name) ? s.edge_bits : s.abits;
     const int wb = in_mixed(name) ? top_bits : is_edge(name) ? s.edge_bits : s.wbits;
     if (keep(name) || (wb >= 16 && ab >= 16)) continue;
     auto* dense = dynamic_cast<nn::DenseLinear*>(slot->get());
@@ -403,7 +403,8 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       auto& c = built[{l, b}];
       if (!c) {
         const std::string& name = mp_layers[l].first;
-        c = quantize_layer(name, dynamic_cast<const nn::DenseLinear&>(*mp_dense.at(name)), b, b, built_info[{l, b}]);
+        c = quantize_layer(name, dynamic_cast<const nn::DenseLinear&>(*mp_dense.at(name)), b,
+                           s.mp_weights_only ? s.abits : b, built_info[{l, b}]);
       }
       return c;
     };
@@ -433,7 +434,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       steps.push_back({{"layer", mp_layers[st.layer].first}, {"from", st.from}, {"to", st.to},
                        {"kl_increase", st.loss_increase}, {"avg_bits", st.avg_bits}});
     for (size_t l = 0; l < mp_layers.size(); ++l) bits[mp_layers[l].first] = r.bits[l];
-    mp_report = {{"candidates", s.mp_candidates}, {"target_avg_bits", s.avg_bits}, {"avg_bits", r.avg_bits},
+    mp_report = {{"candidates", s.mp_candidates}, {"weights_only", s.mp_weights_only}, {"target_avg_bits", s.avg_bits}, {"avg_bits", r.avg_bits},
                  {"reached", r.reached}, {"images", mp_images.dim(0)}, {"kl_start", start}, {"kl_final", r.loss},
                  {"measurements", r.measurements},
                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},

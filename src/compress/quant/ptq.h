@@ -42,6 +42,7 @@ struct PtqSettings {
   double avg_bits = 0;
   std::vector<int> mp_candidates{4, 5, 6, 8};
   int mp_images = 16;
+  bool mp_weights_only = false;  // candidates set the weight bits only; inputs stay at abits
   bool dynamic = false;        // per-token activation scales at run time, no calibration
   Observer weight_observer = Observer::mse;
   Observer act_observer = Observer::minmax;
