@@ -44,13 +44,10 @@ void layernorm_to_codes(const float* x, const float* gamma, const float* beta, i
 // AVX-512: whole rows in 16-lane vectors, the last partial vector masked. Attention rows have
 // 197 keys (12 vectors + 5): the auto-vectorised loops ran those 5 through scalar code, and the
 // scalar exp of the tail cost as much as the 12 vectors (perf: a third of softmax's time).
-void softmax_row(float* xr, int64_t C, float scale) {
+void softmax_row_with_max(float* xr, int64_t C, float row_max, float scale) {
   const int64_t full = C & ~int64_t(15);
   const __mmask16 tail = __mmask16((1u << (C - full)) - 1u);
-  __m512 vmax = _mm512_set1_ps(-INFINITY);
-  for (int64_t c = 0; c < full; c += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(xr + c));
-  if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, xr + full));
-  const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sc = _mm512_set1_ps(scale);
+  const __m512 mx = _mm512_set1_ps(row_max), sc = _mm512_set1_ps(scale);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t c = 0; c < full; c += 16) {
     const __m512 e = fast_exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + c), mx), sc));
@@ -66,11 +63,17 @@ void softmax_row(float* xr, int64_t C, float scale) {
   for (int64_t c = 0; c < full; c += 16) _mm512_storeu_ps(xr + c, _mm512_mul_ps(_mm512_loadu_ps(xr + c), inv));
   if (tail) _mm512_mask_storeu_ps(xr + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, xr + full), inv));
 }
-#else
+
 void softmax_row(float* xr, int64_t C, float scale) {
-  float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-  for (int64_t c = 0; c < C; ++c) mx = xr[c] > mx ? xr[c] : mx;
+  const int64_t full = C & ~int64_t(15);
+  const __mmask16 tail = __mmask16((1u << (C - full)) - 1u);
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  for (int64_t c = 0; c < full; c += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(xr + c));
+  if (tail) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, xr + full));
+  softmax_row_with_max(xr, C, _mm512_reduce_max_ps(vmax), scale);
+}
+#else
+void softmax_row_with_max(float* xr, int64_t C, float mx, float scale) {
   float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t c = 0; c < C; ++c) {
@@ -81,6 +84,13 @@ void softmax_row(float* xr, int64_t C, float scale) {
   float inv = 1.f / sum;
 #pragma omp simd
   for (int64_t c = 0; c < C; ++c) xr[c] *= inv;
+}
+
+void softmax_row(float* xr, int64_t C, float scale) {
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t c = 0; c < C; ++c) mx = xr[c] > mx ? xr[c] : mx;
+  softmax_row_with_max(xr, C, mx, scale);
 }
 #endif
 

@@ -19,6 +19,8 @@ void layernorm_to_codes(const float* x, const float* gamma, const float* beta, i
 void softmax_rows(float* x, int64_t R, int64_t C, float scale = 1.f);
 // One row of it, on the calling thread (for fused row passes; the same arithmetic).
 void softmax_row(float* x, int64_t C, float scale);
+// The same for a row whose maximum the caller already has (found while writing the row).
+void softmax_row_with_max(float* x, int64_t C, float row_max, float scale);
 
 // In place exact GELU: x * 0.5 * (1 + erf(x / sqrt 2)) (where no GEMM/conv epilogue can do it:
 // after a residual add or a LayerNorm in SAM).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -28,6 +29,14 @@ void scores_f32(const float* q, const float* k, float* p, const MhaShape& s) {
 // first when there is a bias [H, Nq, Nk], the arithmetic of mha_f32), then, when `codes` is set,
 // the row's probability codes (uniform u8, or log2 when aq.p_tau > 0): one pass over the row
 // while it is in L1 instead of a parallel pass over all rows per step.
+void probs_to_codes(const float* pr, int64_t r, int64_t Nk, const AttnQuant& aq, const Log2Grid& g, uint8_t* codes) {
+  if (!codes) return;
+  if (aq.p_tau == 0)
+    quantize_u8_row(pr, codes + r * Nk, Nk, aq.p_scale, 0, aq.p_bits);
+  else
+    log2_codes_row(pr, codes + r * Nk, Nk, g);
+}
+
 void finish_row(float* pr, int64_t r, const MhaShape& s, float scale, const float* bias, const AttnQuant& aq,
                 const Log2Grid& g, uint8_t* codes) {
   const int64_t Nk = s.Nk;
@@ -38,11 +47,7 @@ void finish_row(float* pr, int64_t r, const MhaShape& s, float scale, const floa
   } else {
     softmax_row(pr, Nk, scale);
   }
-  if (!codes) return;
-  if (aq.p_tau == 0)
-    quantize_u8_row(pr, codes + r * Nk, Nk, aq.p_scale, 0, aq.p_bits);
-  else
-    log2_codes_row(pr, codes + r * Nk, Nk, g);
+  probs_to_codes(pr, r, Nk, aq, g, codes);
 }
 
 // Probabilities (and their codes, `codes` non-null) of all heads into p [B, H, Nq, Nk], from
@@ -73,9 +78,20 @@ void probs_from_codes(const uint8_t* qcp, const int8_t* kcp, float* p, const Mha
     const int32_t corr = zk * qsum - dzz;
     const int32_t* kr = ks + (r / Nq) * Nk;
     float* pr = p + r * Nk;
+    if (bias) {
 #pragma omp simd
-    for (int64_t j = 0; j < Nk; ++j) pr[j] = float(a[r * Nk + j] - zq * kr[j] - corr) * alpha;
-    finish_row(pr, r, s, scale, bias, aq, g, codes);
+      for (int64_t j = 0; j < Nk; ++j) pr[j] = float(a[r * Nk + j] - zq * kr[j] - corr) * alpha;
+      finish_row(pr, r, s, scale, bias, aq, g, codes);
+      continue;
+    }
+    float mx = -INFINITY;  // the scores and their maximum in one pass, then softmax_row's other passes
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < Nk; ++j) {
+      pr[j] = float(a[r * Nk + j] - zq * kr[j] - corr) * alpha;
+      mx = pr[j] > mx ? pr[j] : mx;
+    }
+    softmax_row_with_max(pr, Nk, mx, scale);
+    probs_to_codes(pr, r, Nk, aq, g, codes);
   }
 }
 
@@ -99,50 +115,61 @@ void probs_f32(const float* q, const float* k, float* p, const MhaShape& s, floa
 
 }  // namespace
 
+void codes_times_v_rows(const uint8_t* c, const int8_t* vc, int64_t B, int64_t H, int64_t Nq, int64_t Nk, int64_t dv,
+                        const AttnQuant& aq, IntEngine engine, const RowSink& sink) {
+  const int64_t BH = B * H;
+  // acc[bh, i, j] * unit, from one GEMM (uniform codes) or two (log2 levels' high and low bytes).
+  Tensor acc = Tensor::empty({BH, Nq, dv}, DType::i32), acc_lo;
+  float unit = aq.p_scale * aq.v_scale;  // (dequantize_acc's arithmetic for scalar scales)
+  if (aq.p_tau == 0) {
+    gemm_u8s8_s32({BH, Nq, dv, Nk, false}, c, 0, vc, acc.data<int32_t>(), engine);
+  } else {
+    const int64_t n = BH * Nq * Nk;
+    const Log2Grid g = make_log2_grid(aq.p_scale, aq.p_tau, aq.p_bits);
+    uint16_t table[256];
+    log2_fixed_table(g, table);
+    int32_t table32[256] = {};  // 32-bit entries: the split below vectorises as gathers (16-bit did not)
+    std::copy(table, table + g.cmax + 1, table32);
+    Tensor hi = Tensor::empty({n}, DType::u8), lo = Tensor::empty({n}, DType::u8);
+    uint8_t *hp = hi.data<uint8_t>(), *lp = lo.data<uint8_t>();
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t t = table32[c[i]];
+      hp[i] = uint8_t(t >> 8);
+      lp[i] = uint8_t(t & 0xff);
+    }
+    acc_lo = Tensor::empty({BH, Nq, dv}, DType::i32);
+    gemm_u8s8_s32({BH, Nq, dv, Nk, false}, hp, 0, vc, acc.data<int32_t>(), engine);
+    gemm_u8s8_s32({BH, Nq, dv, Nk, false}, lp, 0, vc, acc_lo.data<int32_t>(), engine);
+    unit = float(double(aq.p_scale) * std::exp2(-15.0) * double(aq.v_scale));
+  }
+  const int32_t *ah = acc.data<int32_t>(), *al = acc_lo.defined() ? acc_lo.data<int32_t>() : nullptr;
+  // Token t = b * Nq + i: head h's dv values are row i of product b * H + h.
+#pragma omp parallel if (BH * Nq * dv > 16384)
+  {
+    std::vector<float> buf(static_cast<size_t>(H * dv));  // one token's row, in L1
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < B * Nq; ++t) {
+      const int64_t b = t / Nq, i = t % Nq;
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t r = ((b * H + h) * Nq + i) * dv;
+        float* o = buf.data() + h * dv;
+        if (al) {
+          for (int64_t j = 0; j < dv; ++j) o[j] = float(int64_t(ah[r + j]) * 256 + al[r + j]) * unit;
+        } else {
+#pragma omp simd
+          for (int64_t j = 0; j < dv; ++j) o[j] = float(ah[r + j]) * unit;
+        }
+      }
+      sink(buf.data(), t);
+    }
+  }
+}
+
 void codes_times_v(const uint8_t* c, const int8_t* vc, float* out, int64_t B, int64_t H, int64_t Nq, int64_t Nk,
                    int64_t dv, int64_t ldo, const AttnQuant& aq, IntEngine engine) {
-  const int64_t BH = B * H, n = BH * Nq * Nk;
-  // Output row r of product bh = r / Nq is row r % Nq of image bh / H, columns of head bh % H.
-  auto out_row = [&](int64_t r) {
-    const int64_t bh = r / Nq;
-    return out + (bh / H) * Nq * ldo + (r % Nq) * ldo + (bh % H) * dv;
-  };
-  if (aq.p_tau == 0) {
-    Tensor acc = Tensor::empty({BH, Nq, dv}, DType::i32);
-    gemm_u8s8_s32({BH, Nq, dv, Nk, false}, c, 0, vc, acc.data<int32_t>(), engine);
-    const float unit = aq.p_scale * aq.v_scale;  // (dequantize_acc's arithmetic for scalar scales)
-    const int32_t* a = acc.data<int32_t>();
-#pragma omp parallel for schedule(static) if (BH * Nq * dv > 16384)
-    for (int64_t r = 0; r < BH * Nq; ++r) {
-      float* o = out_row(r);
-#pragma omp simd
-      for (int64_t j = 0; j < dv; ++j) o[j] = float(a[r * dv + j]) * unit;
-    }
-    return;
-  }
-  const Log2Grid g = make_log2_grid(aq.p_scale, aq.p_tau, aq.p_bits);
-  uint16_t table[256];
-  log2_fixed_table(g, table);
-  int32_t table32[256] = {};  // 32-bit entries: the split below vectorises as gathers (16-bit did not)
-  std::copy(table, table + g.cmax + 1, table32);
-  Tensor hi = Tensor::empty({n}, DType::u8), lo = Tensor::empty({n}, DType::u8);
-  uint8_t *hp = hi.data<uint8_t>(), *lp = lo.data<uint8_t>();
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t t = table32[c[i]];
-    hp[i] = uint8_t(t >> 8);
-    lp[i] = uint8_t(t & 0xff);
-  }
-  Tensor acc_hi = Tensor::empty({BH, Nq, dv}, DType::i32), acc_lo = Tensor::empty({BH, Nq, dv}, DType::i32);
-  gemm_u8s8_s32({BH, Nq, dv, Nk, false}, hp, 0, vc, acc_hi.data<int32_t>(), engine);
-  gemm_u8s8_s32({BH, Nq, dv, Nk, false}, lp, 0, vc, acc_lo.data<int32_t>(), engine);
-  const float unit = float(double(aq.p_scale) * std::exp2(-15.0) * double(aq.v_scale));
-  const int32_t *ah = acc_hi.data<int32_t>(), *al = acc_lo.data<int32_t>();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < BH * Nq; ++r) {
-    float* o = out_row(r);
-    for (int64_t j = 0; j < dv; ++j) o[j] = float(int64_t(ah[r * dv + j]) * 256 + al[r * dv + j]) * unit;
-  }
+  codes_times_v_rows(c, vc, B, H, Nq, Nk, dv, aq, engine,
+                     [&](const float* row, int64_t t) { std::copy(row, row + H * dv, out + t * ldo); });
 }
 
 void mha_probs_f32(const float* q, const float* k, float* probs, const MhaShape& s, float scale,
@@ -166,14 +193,14 @@ void encode_qkv_row(const float* x, int64_t r, const MhaShape& s, const AttnQuan
   quantize_s8_heads_row(x + 2 * qk, c.v.data<int8_t>(), r, s.Nk, s.H, s.dv, aq.v_scale, aq.v_bits);
 }
 
-void mha_quant_codes(const QkvCodes& c, float* out, const MhaShape& s, float scale, const float* bias,
-                     const AttnQuant& aq, IntEngine engine) {
+void mha_quant_codes(const QkvCodes& c, const MhaShape& s, float scale, const float* bias, const AttnQuant& aq,
+                     IntEngine engine, const RowSink& sink) {
   check(aq.q_bits < 16 && aq.p_bits < 16 && s.dqk > 0 && s.dv > 0, "mha_quant_codes: every attention point must be quantised");
   Tensor probs = Tensor::empty({s.B, s.H, s.Nq, s.Nk}), codes = Tensor::empty({s.B * s.H * s.Nq * s.Nk}, DType::u8);
   const Log2Grid g = aq.p_tau > 0 ? make_log2_grid(aq.p_scale, aq.p_tau, aq.p_bits) : Log2Grid{};
   probs_from_codes(c.q.data<uint8_t>(), c.k.data<int8_t>(), probs.f32(), s, scale, bias, aq, g, codes.data<uint8_t>(),
                    engine);
-  codes_times_v(codes.data<uint8_t>(), c.v.data<int8_t>(), out, s.B, s.H, s.Nq, s.Nk, s.dv, s.ldo, aq, engine);
+  codes_times_v_rows(codes.data<uint8_t>(), c.v.data<int8_t>(), s.B, s.H, s.Nq, s.Nk, s.dv, aq, engine, sink);
 }
 
 void mha_quant(const float* q, const float* k, const float* v, float* out, const MhaShape& s, float scale,

@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "kernels/attention.h"
 #include "kernels/mha.h"
+#include "kernels/quantize_act.h"
 
 namespace vs::kernels {
 
@@ -28,9 +29,10 @@ struct QkvCodes {
 // qkv projection's dequantisation pass write the codes while the row is in L1.
 void encode_qkv_row(const float* x, int64_t r, const MhaShape& s, const AttnQuant& aq, QkvCodes& c);
 // mha_quant from codes, every point quantised (q_bits, p_bits < 16); bit-identical to mha_quant
-// on the floats the codes were made from.
-void mha_quant_codes(const QkvCodes& c, float* out, const MhaShape& s, float scale, const float* bias,
-                     const AttnQuant& aq, IntEngine engine);
+// on the floats the codes were made from. Its output rows (token t = b * Nq + i, H * dv floats)
+// are handed to sink(row, t) instead of being stored (e.g. as the output projection's codes).
+void mha_quant_codes(const QkvCodes& c, const MhaShape& s, float scale, const float* bias, const AttnQuant& aq,
+                     IntEngine engine, const RowSink& sink);
 
 // The float softmax probabilities of head h, probs [B, Nq, Nk] (for calibration).
 void mha_probs_f32(const float* q, const float* k, float* probs, const MhaShape& s, float scale,
@@ -42,4 +44,8 @@ void mha_probs_f32(const float* q, const float* k, float* probs, const MhaShape&
 // 16-bit fixed point (kernels/log2_quant.h: two u8 x s8 GEMMs on the high and low bytes).
 void codes_times_v(const uint8_t* c, const int8_t* vc, float* out, int64_t B, int64_t H, int64_t Nq,
                    int64_t Nk, int64_t dv, int64_t ldo, const AttnQuant& aq, IntEngine engine);
+// The same with each token's output row (t = b * Nq + i, H * dv floats) handed to sink(row, t).
+void codes_times_v_rows(const uint8_t* c, const int8_t* vc, int64_t B, int64_t H, int64_t Nq, int64_t Nk, int64_t dv,
+                        const AttnQuant& aq, IntEngine engine, const RowSink& sink);
+
 }  // namespace vs::kernels

@@ -1,5 +1,6 @@
 #include "nn/attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -89,9 +90,20 @@ void Attention::forward(const QuantLinear::InputCodes& x, float* y, int64_t B, i
     const kernels::MhaShape s{B, N, N, H, heads.qk_dim[0], heads.v_dim[0], ld, ld, ld, heads.v_total()};
     kernels::QkvCodes c = kernels::QkvCodes::empty(s);
     q.forward_codes(x, rows, Epilogue::none, [&](const float* row, int64_t r) { kernels::encode_qkv_row(row, r, s, quant, c); });
-    Tensor ctx = Tensor::empty({rows, heads.v_total()});
-    kernels::mha_quant_codes(c, ctx.f32(), s, scale, nullptr, quant, int_engine());
-    forward_into(*proj, ctx.f32(), y, rows, add);
+    const int64_t vt = heads.v_total();
+    if (auto* p = taking_codes(*proj, rows)) {  // and P.v's output rows become proj's input codes
+      QuantLinear::InputCodes pc = p->input_codes(rows);
+      const kernels::RowCodes rc = p->row_codes(pc);
+      kernels::mha_quant_codes(c, s, scale, nullptr, quant, int_engine(),
+                               [&](const float* row, int64_t t) { kernels::encode_row(row, vt, t, rc); });
+      p->forward_codes(pc, y, rows, Epilogue::none, add);
+      return;
+    }
+    Tensor ctx = Tensor::empty({rows, vt});
+    float* cp = ctx.f32();
+    kernels::mha_quant_codes(c, s, scale, nullptr, quant, int_engine(),
+                             [&](const float* row, int64_t t) { std::copy(row, row + vt, cp + t * vt); });
+    forward_into(*proj, cp, y, rows, add);
     return;
   }
   Tensor qkv_out = Tensor::empty({rows, heads.qkv_width()});
