@@ -64,5 +64,18 @@ for r in "$@"; do
       row w5_mixedw_dynall_gptq --wbits 5 --abits 5 --avg-bits 5 --mp-weights-only $ALL --gptq $DYN
       row w5_mixedw_dynall_gptq_mp32 --wbits 5 --abits 5 --avg-bits 5 --mp-weights-only --mp-images 32 $ALL --gptq $DYN
       ;;
+    s7final)  # the table's rows again, with the session's final binary
+      DYN="--dynamic-for attn.qkv attn.proj mlp.fc1 mlp.fc2"
+      row f_w4a8 --wbits 4 --abits 8 $ALL
+      row f_w4a8_gptq --wbits 4 --abits 8 $ALL --gptq
+      row f_w6a6_dynall --wbits 6 --abits 6 $ALL $DYN
+      row f_w6a6_dynall_gptq --wbits 6 --abits 6 $ALL --gptq $DYN
+      row f_w5a5_dynall --wbits 5 --abits 5 $ALL $DYN
+      row f_w5a5_dynall_gptq --wbits 5 --abits 5 $ALL --gptq $DYN
+      row f_w4a4_dynall --wbits 4 --abits 4 $ALL $DYN
+      row f_w4a4_dynall_gptq --wbits 4 --abits 4 $ALL --gptq $DYN
+      row f_w5_mixed_dynall_gptq --wbits 5 --abits 5 --avg-bits 5 $ALL --gptq $DYN
+      row f_w5_mixedw_dynall_gptq --wbits 5 --abits 5 --avg-bits 5 --mp-weights-only $ALL --gptq $DYN
+      ;;
   esac
 done
