@@ -2,17 +2,8 @@
 # Seventh session: where W4A4 loses its accuracy (one quantize + eval per row; log in out/ptq_s7/diag.log).
 set -u
 cd "$(dirname "$0")/../.."
-M=../shared/models/vit_tiny_patch16_224.augreg_in21k_ft_in1k
-D=../shared/data/imagenet-sample
-ALL="--act-observer mse --sq-b --prob-quantizer agq --big --dynamic-for mlp.fc2"
-row() {  # name, flags...
-  local name=$1; shift
-  local t0=$(date +%s.%N)
-  build/vitshrink quantize $M "$@" --threads 2 --calib $D --split $D/calib.txt --out out/ptq_s7/$name > out/ptq_s7/$name.quant.log 2>&1 || { echo "$name FAILED: $(tail -1 out/ptq_s7/$name.quant.log)"; return; }
-  local t1=$(date +%s.%N)
-  build/vitshrink eval out/ptq_s7/$name --data $D --split $D/eval.txt --report out/ptq_s7/$name.eval.json > /dev/null
-  echo "$name  $(python3 -c "import json; j=json.load(open('out/ptq_s7/$name.eval.json')); print('top1', round(j['top1'],2), 'top5', round(j['top5'],2))")  quantise_s $(python3 -c "print(round($t1-$t0,1))")  flags: $*"
-}
+OUT=out/ptq_s7
+source out/ptq_row.sh
 for r in "$@"; do
   case $r in
     split)
