@@ -25,10 +25,7 @@ void scores_f32(const float* q, const float* k, float* p, const MhaShape& s) {
                  {s.H * s.Nq * s.Nk, s.Nq * s.Nk, s.Nk, 1});
 }
 
-// Row r of the scores p [B * H * Nq, Nk] -> softmax probabilities in place (score * scale + bias
-// first when there is a bias [H, Nq, Nk], the arithmetic of mha_f32), then, when `codes` is set,
-// the row's probability codes (uniform u8, or log2 when aq.p_tau > 0): one pass over the row
-// while it is in L1 instead of a parallel pass over all rows per step.
+// Row r's probability codes (uniform u8, or log2 when aq.p_tau > 0), when `codes` is set.
 void probs_to_codes(const float* pr, int64_t r, int64_t Nk, const AttnQuant& aq, const Log2Grid& g, uint8_t* codes) {
   if (!codes) return;
   if (aq.p_tau == 0)
@@ -37,6 +34,10 @@ void probs_to_codes(const float* pr, int64_t r, int64_t Nk, const AttnQuant& aq,
     log2_codes_row(pr, codes + r * Nk, Nk, g);
 }
 
+// Row r of the scores p [B * H * Nq, Nk] -> softmax probabilities in place (score * scale + bias
+// first when there is a bias [H, Nq, Nk], the arithmetic of mha_f32), then, when `codes` is set,
+// the row's probability codes (uniform u8, or log2 when aq.p_tau > 0): one pass over the row
+// while it is in L1 instead of a parallel pass over all rows per step.
 void finish_row(float* pr, int64_t r, const MhaShape& s, float scale, const float* bias, const AttnQuant& aq,
                 const Log2Grid& g, uint8_t* codes) {
   const int64_t Nk = s.Nk;
@@ -78,20 +79,18 @@ void probs_from_codes(const uint8_t* qcp, const int8_t* kcp, float* p, const Mha
     const int32_t corr = zk * qsum - dzz;
     const int32_t* kr = ks + (r / Nq) * Nk;
     float* pr = p + r * Nk;
-    if (bias) {
-#pragma omp simd
-      for (int64_t j = 0; j < Nk; ++j) pr[j] = float(a[r * Nk + j] - zq * kr[j] - corr) * alpha;
-      finish_row(pr, r, s, scale, bias, aq, g, codes);
-      continue;
-    }
     float mx = -INFINITY;  // the scores and their maximum in one pass, then softmax_row's other passes
 #pragma omp simd reduction(max : mx)
     for (int64_t j = 0; j < Nk; ++j) {
       pr[j] = float(a[r * Nk + j] - zq * kr[j] - corr) * alpha;
       mx = pr[j] > mx ? pr[j] : mx;
     }
-    softmax_row_with_max(pr, Nk, mx, scale);
-    probs_to_codes(pr, r, Nk, aq, g, codes);
+    if (bias) {  // (the bias changes the maximum: finish_row finds it again)
+      finish_row(pr, r, s, scale, bias, aq, g, codes);
+    } else {
+      softmax_row_with_max(pr, Nk, mx, scale);
+      probs_to_codes(pr, r, Nk, aq, g, codes);
+    }
   }
 }
 

@@ -89,8 +89,5 @@ void encode_row(const float* x, int64_t n, int64_t r, const RowCodes& out);
 // during the call) instead of being stored: the next step consumes the row while it is in cache.
 using RowSink = std::function<void(const float* row, int64_t m)>;
 void dequantize_acc_rows(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, const RowSink& sink);
-// dequantize_acc's rows, written as codes instead of floats (bit-identical to dequantising, then
-// quantising).
-void dequantize_acc_to_codes(const int32_t* acc, int64_t M, int64_t N, const Dequant& d, const RowCodes& out);
 
 }  // namespace vs::kernels

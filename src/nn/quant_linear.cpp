@@ -1,13 +1,12 @@
 #include "nn/quant_linear.h"
 
-#include "kernels/elementwise.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 
 #include "kernels/pack.h"
 #include "core/error.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/quantize_act.h"
 #include "kernels/twin_quant.h"
@@ -175,9 +174,9 @@ void QuantLinear::forward_codes(const InputCodes& in, float* y, int64_t M, Epilo
 
 void QuantLinear::forward_codes(const InputCodes& in, int64_t M, Epilogue ep, const QuantLinear& next,
                                 InputCodes& out) const {
-  Tensor acc;
-  const kernels::Dequant d = gemm(in, M, ep, acc);
-  kernels::dequantize_acc_to_codes(acc.data<int32_t>(), M, out_features(), d, next.row_codes(out));
+  const kernels::RowCodes rc = next.row_codes(out);
+  const int64_t N = out_features();
+  forward_codes(in, M, ep, [&](const float* row, int64_t m) { kernels::encode_row(row, N, m, rc); });
 }
 
 void QuantLinear::forward_codes(const InputCodes& in, int64_t M, Epilogue ep, const kernels::RowSink& sink) const {

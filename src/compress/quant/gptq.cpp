@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
-#include <vector>
 
 #include "core/error.h"
 
@@ -43,12 +41,12 @@ GptqResult gptq_quantize(const Tensor& w, const float* scale, int bits, const Ei
   MatD H = gram;
   for (int64_t i = 0; i < in; ++i)
     if (H(i, i) <= 0) H(i, i) = 1;
-  std::vector<int64_t> perm(static_cast<size_t>(in));
-  std::iota(perm.begin(), perm.end(), 0);
-  if (s.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
   Eigen::PermutationMatrix<Eigen::Dynamic> P(in);
-  for (int64_t i = 0; i < in; ++i) P.indices()(i) = int(perm[size_t(i)]);
+  P.setIdentity();
+  if (s.act_order) {
+    int* idx = P.indices().data();
+    std::stable_sort(idx, idx + in, [&](int a, int b) { return H(a, a) > H(b, b); });
+  }
   MatD Wp = W * P;                       // column i of Wp is column perm[i] of W
   MatD Hp = P.transpose() * H * P;
   Hp.diagonal().array() += s.damping * Hp.diagonal().mean();

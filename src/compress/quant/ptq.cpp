@@ -305,8 +305,10 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
         if (take > 0) t.insert(t.end(), c.x, c.x + take * c.in);
       }
     });
-    for (auto& n : cap.names()) observers[n], input_moments[n];  // made up front: the callback only looks up
-    if (!s.gptq) input_moments.clear();
+    for (auto& n : cap.names()) {  // made up front: the callback only looks up
+      observers[n];
+      if (s.gptq) input_moments[n];
+    }
     forward_images(model, calib_images, s.batch, progress, "calibrate");
   }
   std::map<std::string, Eigen::MatrixXd> grams;
