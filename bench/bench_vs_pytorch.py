@@ -419,7 +419,12 @@ SPEEDUPS = [("vitshrink w8a8", "vitshrink fp32"), ("vitshrink w8a8", "pytorch in
 
 
 def speedup_rows(results, groups, batches):
-    """How many times faster the first of each pair is than the second (> 1: first faster)."""
+    """How many times faster the first of each pair is than the second (> 1: first faster).
+
+    `speedup` divides the two rows' reported (median-round) times. With several rounds, `paired`
+    is the median over rounds of the same round's ratio: both sides of a round ran back to back
+    in one cell, so the VM's drift between rounds (10-40 % here) cancels instead of deciding the
+    ratio; `per_round` lists those ratios."""
     by = {(r["group"], r["batch"], r["contender"]): r["timing"] for r in results}
     rows = []
     for g in groups:
@@ -427,12 +432,21 @@ def speedup_rows(results, groups, batches):
             for fast, slow in SPEEDUPS:
                 a, c = by.get((g.name, b, fast), {}), by.get((g.name, b, slow), {})
                 if "median_ms" in a and "median_ms" in c:
-                    rows.append({"group": g.name, "batch": b, "faster": fast, "than": slow,
-                                 "speedup": c["median_ms"] / a["median_ms"]})
+                    row = {"group": g.name, "batch": b, "faster": fast, "than": slow,
+                           "speedup": c["median_ms"] / a["median_ms"]}
+                    ra, rc = a.get("rounds_median_ms"), c.get("rounds_median_ms")
+                    if ra and rc and len(ra) == len(rc) and all(ra) and all(rc):
+                        per = [y / x for x, y in zip(ra, rc)]
+                        row["per_round"] = per
+                        row["paired"] = sorted(per)[(len(per) - 1) // 2]
+                    rows.append(row)
     if rows:
-        print("\nspeed-ups (median of the second / median of the first; > 1: the first is faster)")
+        print("\nspeed-ups (median of the second / median of the first; > 1: the first is faster;"
+              " paired: the median round's ratio of the two, each round's pair run back to back)")
         for r in rows:
-            print(f"  {r['group']:<12} batch {r['batch']:<3} {r['faster']:<15} vs {r['than']:<15} {r['speedup']:.2f}x")
+            paired = (f"   paired {r['paired']:.2f}x (rounds " + " / ".join(f"{x:.2f}" for x in r["per_round"]) + ")"
+                      if "paired" in r else "")
+            print(f"  {r['group']:<12} batch {r['batch']:<3} {r['faster']:<15} vs {r['than']:<15} {r['speedup']:.2f}x{paired}")
     return rows
 
 
