@@ -194,6 +194,17 @@ TEST(MixedPrecision, GreedyFollowsLossPerBitAndStopsAtTarget) {
   auto r2 = quant::greedy_mixed_precision(weights, {8, 6}, 3.0, loss_of(bits), loss_with, set);
   EXPECT_FALSE(r2.reached);
   EXPECT_EQ(bits, std::vector<int>(4, 6));
+  // Two groups, {0, 1} and {2, 3}: each group's own average reaches the target, although group
+  // {2, 3} alone holds the cheapest bits (one average over all would lower only layer 2 and stop).
+  bits.assign(4, 8);
+  auto r3 = quant::greedy_mixed_precision(weights, {8, 6, 5, 4}, 6.5, loss_of(bits), loss_with, set, {}, {0, 0, 1, 1});
+  EXPECT_TRUE(r3.reached);
+  ASSERT_EQ(r3.group_avg_bits.size(), 2u);
+  EXPECT_LE(r3.group_avg_bits[0], 6.5);
+  EXPECT_LE(r3.group_avg_bits[1], 6.5);
+  EXPECT_DOUBLE_EQ(r3.group_avg_bits[0], quant::average_bits(bits, weights, {0, 0, 1, 1}, 0));
+  EXPECT_LT(bits[0], 8);  // group 0 had to give bits of its own
+  EXPECT_GT(quant::average_bits(bits, weights, {0, 0, 1, 1}, 1), 6.5 - 1.0);  // no group lowered past need
 }
 
 // End to end on a tiny model: OPT-m + RepQ + mixed precision quantise, report the bits of every
@@ -212,11 +223,13 @@ TEST(PtqMethods, TinyModelMixedOptMRepqSavesLoadsAndRunsExactly) {
   s.act_observer = quant::Observer::percentile;
   auto section = quant::quantize_model(m, s, images, false);
   const auto& mp = section.at("mixed_precision");
-  EXPECT_LE(mp.at("avg_bits").get<double>(), 5.0);
+  EXPECT_LE(mp.at("avg_wbits").get<double>(), 5.0);
+  EXPECT_EQ(mp.at("varies").get<std::string>(), "tied");
   EXPECT_EQ(mp.at("bits").size(), 8u);  // 2 blocks x (qkv, proj, fc1, fc2)
   for (auto& [name, b] : mp.at("bits").items()) {
-    EXPECT_EQ(section["layers"][name]["wbits"].get<int>(), b.get<int>()) << name;
-    EXPECT_EQ(section["layers"][name]["abits"].get<int>(), b.get<int>()) << name;
+    EXPECT_EQ(section["layers"][name]["wbits"].get<int>(), b.at("wbits").get<int>()) << name;
+    EXPECT_EQ(b.at("abits").get<int>(), b.at("wbits").get<int>()) << name;
+    EXPECT_EQ(section["layers"][name]["abits"].get<int>(), b.at("abits").get<int>()) << name;
   }
   EXPECT_TRUE(section["layers"]["blocks.0.mlp.fc2"].contains("opt_m"));
   EXPECT_TRUE(section["repq"].is_object());
@@ -297,25 +310,40 @@ TEST(ProbQuantizerAuto, PicksTheLowerErrorOfUniformAndLog2PerModule) {
 }
 
 // --mp-weights-only: the greedy picks weight bits per layer; every input keeps --abits.
-TEST(MixedPrecision, WeightsOnlyKeepsTheActivationBits) {
-  test::TempDir tmp;
-  models::ViT m = models::load_model(test::write_tiny_model(tmp));
-  auto images = test::random_images(tmp, 4);
-  quant::PtqSettings s;
-  s.wbits = s.abits = 6;
-  s.avg_bits = 5.0;
-  s.mp_images = 4;
-  s.mp_weights_only = true;
-  auto section = quant::quantize_model(m, s, images, false);
-  const auto& mp = section.at("mixed_precision");
-  EXPECT_LE(mp.at("avg_bits").get<double>(), 5.0);
-  EXPECT_TRUE(mp.at("weights_only").get<bool>());
-  std::set<int> seen;
-  for (auto& [name, b] : mp.at("bits").items()) {
-    EXPECT_EQ(section["layers"][name]["wbits"].get<int>(), b.get<int>()) << name;
-    EXPECT_EQ(section["layers"][name]["abits"].get<int>(), 6) << name;
-    seen.insert(b.get<int>());
+// --mp-separate: weight bits and input bits are lowered as items of their own, each average to
+// the target; the layers' saved bits are what the report says.
+TEST(MixedPrecision, WeightsOnlyKeepsTheActivationBitsAndSeparateLowersBoth) {
+  using MB = quant::PtqSettings::MixedBits;
+  for (MB mode : {MB::weights, MB::separate}) {
+    test::TempDir tmp;
+    models::ViT m = models::load_model(test::write_tiny_model(tmp));
+    auto images = test::random_images(tmp, 4);
+    quant::PtqSettings s;
+    s.wbits = s.abits = 6;
+    s.avg_bits = 5.0;
+    s.mp_images = 4;
+    s.mp_bits = mode;
+    auto section = quant::quantize_model(m, s, images, false);
+    const auto& mp = section.at("mixed_precision");
+    EXPECT_EQ(mp.at("varies").get<std::string>(), mode == MB::weights ? "weights" : "separate");
+    EXPECT_LE(mp.at("avg_wbits").get<double>(), 5.0);
+    std::set<int> wseen, aseen;
+    std::set<std::string> what;
+    for (auto& [name, b] : mp.at("bits").items()) {
+      EXPECT_EQ(section["layers"][name]["wbits"].get<int>(), b.at("wbits").get<int>()) << name;
+      EXPECT_EQ(section["layers"][name]["abits"].get<int>(), b.at("abits").get<int>()) << name;
+      if (mode == MB::weights) EXPECT_EQ(b.at("abits").get<int>(), 6) << name;
+      wseen.insert(b.at("wbits").get<int>());
+      aseen.insert(b.at("abits").get<int>());
+    }
+    for (auto& st : mp.at("steps")) what.insert(st.at("what").get<std::string>());
+    EXPECT_LT(*wseen.begin(), 6);  // something was lowered below the start to reach 5.0
+    if (mode == MB::separate) {
+      EXPECT_LE(mp.at("avg_abits").get<double>(), 5.0);
+      EXPECT_LT(*aseen.begin(), 8);
+      EXPECT_EQ(what, (std::set<std::string>{"input", "weights"}));
+    } else {
+      EXPECT_EQ(what, std::set<std::string>{"weights"});
+    }
   }
-  EXPECT_GT(seen.size(), 0u);
-  EXPECT_LT(*seen.begin(), 6);  // something was lowered below the start to reach 5.0
 }

@@ -41,12 +41,12 @@ void add_quantize(CLI::App& app) {
       "instance's box and click prompts; --big and --prob-quantizer agq give PTQ4SAM.");
   struct Args : ModelArgs {
     int wbits = 8, abits = 8, edge_bits = 8, batch = 16, attn_bits = -1, prob_bits = -1;
-    bool dynamic = false, big = false, sqb = false, repq = false, optm = false, reconstruct = false, gptq = false;
+    bool dynamic = false, big = false, sqb = false, repq = false, optm = false, reconstruct = false, gptq = false, rotate = false;
     double gptq_damping = 0.01;
     double avg_bits = 0;
     std::vector<int> mp_bits{4, 5, 6, 8};
     int mp_images = 16;
-    bool mp_weights_only = false;
+    bool mp_weights_only = false, mp_separate = false;
     compress::ReconstructSettings recon;
     std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
     double percentile = 99.99;
@@ -90,6 +90,11 @@ void add_quantize(CLI::App& app) {
                 "least squares on the Gram of the layer's calibration inputs (after BIG / SQ-b / RepQ; every\n"
                 "token scaled to unit RMS, so that a few massive-activation tokens do not dominate); scales\n"
                 "stay the weight observer's. Works in static and dynamic mode (needs --calib either way)");
+  cmd->add_flag("--rotate", a->rotate,
+                "QuaRot-style rotation of every Linear input quantised per token (--dynamic, --dynamic-for):\n"
+                "the weights are stored as W R and each input row is quantised as x R, R a random orthogonal\n"
+                "matrix (signs x (small orthogonal mix kron Hadamard), applied in O(d log d) per row at run time);\n"
+                "outlier channels no longer set every token's range. Float function unchanged up to rounding");
   cmd->add_option("--gptq-damping", a->gptq_damping, "GPTQ: damping added to the Gram's diagonal, times its mean (0.01)")
       ->check(CLI::Range(1e-6, 10.0));
   cmd->add_option("--avg-bits", a->avg_bits,
@@ -103,6 +108,11 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--mp-weights-only", a->mp_weights_only,
                 "--avg-bits varies the weight bits only (the average is of the weight codes, i.e. the size);\n"
                 "every Linear input keeps --abits");
+  cmd->add_flag("--mp-separate", a->mp_separate,
+                "--avg-bits lowers each layer's weight bits and its input bits separately, as items of their\n"
+                "own (one greedy over both), until the weight bits and the input bits each average <= --avg-bits\n"
+                "(both averages weighted by the layers' weight counts)")
+      ->excludes("--mp-weights-only");
   cmd->add_option("--mp-images", a->mp_images, "calibration images the --avg-bits search measures KL on (16)")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--method", a->method,
@@ -155,10 +165,13 @@ void add_quantize(CLI::App& app) {
     s.opt_m = a->optm;
     s.gptq = a->gptq;
     s.gptq_damping = a->gptq_damping;
+    s.rotate = a->rotate;
     s.avg_bits = a->avg_bits;
     s.mp_candidates = a->mp_bits;
     s.mp_images = a->mp_images;
-    s.mp_weights_only = a->mp_weights_only;
+    s.mp_bits = a->mp_separate       ? quant::PtqSettings::MixedBits::separate
+                : a->mp_weights_only ? quant::PtqSettings::MixedBits::weights
+                                     : quant::PtqSettings::MixedBits::tied;
     s.dynamic = a->dynamic;
     s.weight_observer = quant::parse_observer(a->wobs);
     s.act_observer = quant::parse_observer(a->aobs);
@@ -168,6 +181,7 @@ void add_quantize(CLI::App& app) {
     s.batch = a->batch;
     if (models::SamModel::is_sam_folder(a->path)) {
       check(!a->gptq, "--gptq is for ViT models (SAM's quantisation does not take it yet)");
+      check(!a->rotate, "--rotate is for ViT models (SAM's quantisation does not take it yet)");
       return quantize_sam_folder(*a, s, a->calib, a->split, a->out);
     }
     auto m = open_model(*a);
@@ -182,6 +196,10 @@ void add_quantize(CLI::App& app) {
                          "the int8 GEMM is exact (see `vitshrink info` for the bits of every layer)\n");
     int64_t before = m.param_bytes();
     check(!a->reconstruct || !a->dynamic, "--reconstruct needs static quantisation (not --dynamic)");
+    check(!a->reconstruct || !a->rotate, "--reconstruct cannot train layers with rotated inputs (--rotate) yet");
+    if (a->rotate && !a->dynamic && a->dynamic_for.empty())
+      fmt::print(stderr, "note: --rotate rotates only inputs quantised per token; with neither --dynamic nor "
+                         "--dynamic-for it changes nothing\n");
     quant::FloatLayers replaced;
     auto section = quant::quantize_model(m, s, calib, true, a->reconstruct ? &replaced : nullptr);
     nlohmann::json extra = {{"quantization", section}};
@@ -213,11 +231,13 @@ void add_quantize(CLI::App& app) {
     }
     if (s.avg_bits > 0 && section["mixed_precision"].is_object()) {
       const auto& mp = section["mixed_precision"];
-      fmt::print("mixed precision: average {:.3f} bits (target {}), KL vs FP32 {:.4g} -> {:.4g}, {} steps, {} "
-                 "measurements, {:.0f} s; bits per layer:\n",
-                 mp["avg_bits"].get<double>(), s.avg_bits, mp["kl_start"].get<double>(), mp["kl_final"].get<double>(),
-                 mp["steps"].size(), mp["measurements"].get<int64_t>(), mp["seconds"].get<double>());
-      for (auto& [name, b] : mp["bits"].items()) fmt::print("  {:<24} {}\n", name, b.get<int>());
+      fmt::print("mixed precision ({}): average weight bits {:.3f}, input bits {:.3f} (target {}), KL vs FP32 {:.4g} -> "
+                 "{:.4g}, {} steps, {} measurements, {:.0f} s; bits per layer:\n",
+                 mp["varies"].get<std::string>(), mp["avg_wbits"].get<double>(), mp["avg_abits"].get<double>(), s.avg_bits,
+                 mp["kl_start"].get<double>(), mp["kl_final"].get<double>(), mp["steps"].size(),
+                 mp["measurements"].get<int64_t>(), mp["seconds"].get<double>());
+      for (auto& [name, b] : mp["bits"].items())
+        fmt::print("  {:<24} W{} A{}\n", name, b["wbits"].get<int>(), b["abits"].get<int>());
       if (!mp["reached"].get<bool>())
         fmt::print(stderr, "note: every layer is at the lowest candidate and the average is still above --avg-bits\n");
     }

@@ -149,6 +149,13 @@ void quantize_u8_per_row(const float* x, uint8_t* q, int64_t rows, int64_t cols,
 }
 
 void encode_row(const float* x, int64_t n, int64_t r, const RowCodes& out) {
+  if (out.rot) {
+    check(out.rot->dim() == n, "encode_row: rotation of another width");
+    thread_local std::vector<float> rotated;
+    rotated.resize(size_t(n));
+    out.rot->apply(x, rotated.data());
+    x = rotated.data();
+  }
   if (out.per_row)
     per_row_codes(x, out.q + r * n, n, (1 << out.bits) - 1, out.scales + r, out.zeros + r);
   else

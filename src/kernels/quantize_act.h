@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "kernels/gemm.h"
+#include "kernels/rotation.h"
 
 namespace vs::kernels {
 
@@ -82,8 +83,10 @@ struct RowCodes {
   int32_t zero = 0;
   float* scales = nullptr;
   int32_t* zeros = nullptr;
+  const Rotation* rot = nullptr;  // when set, each row is rotated first (x R) and x R is quantised
 };
-// Row r (n values) into out, the codes quantize_u8 / quantize_u8_per_row would make.
+// Row r (n values) into out, the codes quantize_u8 / quantize_u8_per_row would make (of x R
+// when out.rot is set).
 void encode_row(const float* x, int64_t n, int64_t r, const RowCodes& out);
 // dequantize_acc's rows, each handed to sink(row, m) as floats in a per-thread L1 buffer (valid
 // during the call) instead of being stored: the next step consumes the row while it is in cache.

@@ -96,8 +96,23 @@ void QuantLinear::forward_rows(const float* x, float* y, int64_t M, Epilogue ep)
   forward_codes(c, y, M, ep);
 }
 
+void QuantLinear::set_input_rotation(std::shared_ptr<const kernels::Rotation> rot) {
+  if (rot) {
+    kernels::check_rotation(*rot, "QuantLinear");
+    check(rot->dim() == in_features(), "QuantLinear: input rotation of width " + std::to_string(rot->dim()) +
+                                           " for " + std::to_string(in_features()) + " inputs");
+    check(act_.dynamic && act_.twin_m == 0, "QuantLinear: input rotations need per-token (dynamic) inputs");
+  }
+  rot_ = std::move(rot);
+}
+
 void QuantLinear::quantize_input(const float* x, int64_t M, InputCodes& c) const {
-  if (act_.dynamic)  // per-token zero points: subtracted after the GEMM (z[m] * sum of row n)
+  if (rot_) {  // row by row through the rotation (encode_row), the same codes as the fused paths
+    const kernels::RowCodes rc = row_codes(c);
+    const int64_t K = in_features();
+#pragma omp parallel for schedule(static) if (M * K > 16384)
+    for (int64_t m = 0; m < M; ++m) kernels::encode_row(x + m * K, K, m, rc);
+  } else if (act_.dynamic)  // per-token zero points: subtracted after the GEMM (z[m] * sum of row n)
     kernels::quantize_u8_per_row(x, c.q.data<uint8_t>(), M, in_features(), act_.bits, c.scale.f32(),
                                  c.zero.data<int32_t>());
   else
@@ -129,6 +144,7 @@ kernels::RowCodes QuantLinear::row_codes(InputCodes& c) const {
   r.per_row = act_.dynamic;
   r.scale = act_.scale;
   r.zero = act_.zero;
+  r.rot = rot_.get();
   if (act_.dynamic) {
     r.scales = c.scale.f32();
     r.zeros = c.zero.data<int32_t>();
@@ -217,6 +233,7 @@ std::string QuantLinear::kind() const {
     k += 't';
     k += std::to_string(act_.twin_m);
   }
+  if (rot_) k += 'r';
   return k;
 }
 
@@ -226,7 +243,8 @@ int64_t QuantLinear::num_params() const {
 
 int64_t QuantLinear::bytes() const {
   int64_t code_bytes = wbits_ <= 4 ? (codes_.numel() + 1) / 2 : codes_.numel();
-  return code_bytes + 4 * (wscale_.numel() + (bias_.defined() ? bias_.numel() : 0)) + (act_.dynamic ? 0 : 8);
+  const int64_t rot_bytes = rot_ ? 4 * (int64_t(rot_->signs.size()) + int64_t(rot_->mix.size())) : 0;
+  return code_bytes + 4 * (wscale_.numel() + (bias_.defined() ? bias_.numel() : 0)) + (act_.dynamic ? 0 : 8) + rot_bytes;
 }
 
 Tensor QuantLinear::dequantized_weight() const {
@@ -261,6 +279,10 @@ void QuantLinear::save(const std::string& prefix, StateDict& out) const {
     z.data<int32_t>()[0] = act_.zero;
     out[prefix + ".azero"] = z;
   }
+  if (rot_) {
+    out[prefix + ".rot_signs"] = Tensor::from({rot_->dim()}, rot_->signs);
+    out[prefix + ".rot_mix"] = Tensor::from({rot_->r, rot_->r}, rot_->mix);
+  }
 }
 
 std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string& prefix, int64_t N,
@@ -291,7 +313,21 @@ std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string
   }
   for (int64_t n = 0; n < N; ++n)
     check(ws.f32()[n] > 0 && std::isfinite(ws.f32()[n]), p.source() + ": '" + prefix + ".wscale' has a non-positive scale");
-  return std::make_unique<QuantLinear>(codes, ws, bias, wbits, act);
+  auto layer = std::make_unique<QuantLinear>(codes, ws, bias, wbits, act);
+  if (p.has(prefix + ".rot_signs")) {  // PREFIX.rot_signs [in], PREFIX.rot_mix [r, r]
+    Tensor sg = p.get(prefix + ".rot_signs", {K}), mx = p.get_any(prefix + ".rot_mix");
+    check(mx.dtype() == DType::f32 && mx.ndim() == 2 && mx.dim(0) == mx.dim(1) && mx.dim(0) > 0 && K % mx.dim(0) == 0,
+          p.source() + ": tensor '" + prefix + ".rot_mix' should be F32 [r, r] with r dividing " + std::to_string(K));
+    auto rot = std::make_shared<kernels::Rotation>();
+    rot->r = mx.dim(0);
+    rot->p = K / rot->r;
+    rot->signs.assign(sg.f32(), sg.f32() + K);
+    rot->mix.assign(mx.f32(), mx.f32() + mx.numel());
+    kernels::check_rotation(*rot, p.source() + ": '" + prefix + "'");
+    check(act.dynamic, p.source() + ": '" + prefix + "' has an input rotation but static input scales");
+    layer->set_input_rotation(std::move(rot));
+  }
+  return layer;
 }
 
 }  // namespace vs::nn

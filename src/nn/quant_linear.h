@@ -46,6 +46,12 @@ class QuantLinear final : public Linear {
   int64_t macs_per_row() const override { return codes_.numel(); }
   void save(const std::string& prefix, StateDict& out) const override;
 
+  // A rotation of the input channels (kernels/rotation.h): the stored weights are W R, and every
+  // input row is rotated before it is quantised. Per-token (dynamic) inputs only: static scales
+  // are calibrated on unrotated inputs.
+  void set_input_rotation(std::shared_ptr<const kernels::Rotation> rot);
+  const kernels::Rotation* input_rotation() const { return rot_.get(); }
+
   int wbits() const { return wbits_; }
   const ActQuant& act() const { return act_; }
   Tensor dequantized_weight() const;  // codes * scale, [out, in]
@@ -81,6 +87,7 @@ class QuantLinear final : public Linear {
   std::shared_ptr<kernels::WeightCache> packed_ = std::make_shared<kernels::WeightCache>();
   int wbits_;
   ActQuant act_;
+  std::shared_ptr<const kernels::Rotation> rot_;
 };
 
 // `l` as a QuantLinear that takes its input as codes for M rows, or null.

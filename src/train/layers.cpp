@@ -29,6 +29,7 @@ TrainLinear::TrainLinear(const nn::Linear& layer, const std::string& name) {
   auto* q = dynamic_cast<const nn::QuantLinear*>(&layer);
   check(q != nullptr, name + ": layers of kind '" + layer.kind() + "' cannot be trained yet");
   check(q->act().twin_m == 0, name + ": twin-uniform (OPT-m) inputs cannot be trained yet");
+  check(q->input_rotation() == nullptr, name + ": layers with rotated inputs (--rotate) cannot be trained yet");
   // The scales and bias are not public: read them the way the layer saves itself.
   StateDict sd;
   q->save("l", sd);

@@ -7,9 +7,11 @@
 
 namespace vs::quant {
 
-double average_bits(const std::vector<int>& bits, const std::vector<int64_t>& weights) {
+double average_bits(const std::vector<int>& bits, const std::vector<int64_t>& weights,
+                    const std::vector<int>& group, int g) {
   double num = 0, den = 0;
   for (size_t l = 0; l < bits.size(); ++l) {
+    if (!group.empty() && group[l] != g) continue;
     num += double(bits[l]) * double(weights[l]);
     den += double(weights[l]);
   }
@@ -20,12 +22,16 @@ MixedResult greedy_mixed_precision(const std::vector<int64_t>& weights, std::vec
                                    double target_avg, double start_loss,
                                    const std::function<double(size_t, int)>& loss_with,
                                    const std::function<void(size_t, int)>& set,
-                                   const std::function<void(int64_t)>& progress) {
+                                   const std::function<void(int64_t)>& progress,
+                                   const std::vector<int>& group) {
   check(!candidates.empty(), "mixed precision: no candidate bit widths");
   std::sort(candidates.begin(), candidates.end());
   candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
   for (int64_t w : weights) check(w > 0, "mixed precision: every layer needs a positive weight count");
   const size_t L = weights.size();
+  check(group.empty() || group.size() == L, "mixed precision: one group per layer");
+  const int G = group.empty() ? 1 : *std::max_element(group.begin(), group.end()) + 1;
+  auto group_of = [&](size_t l) { return group.empty() ? 0 : group[l]; };
   MixedResult r;
   r.bits.assign(L, candidates.back());
   r.loss = start_loss;
@@ -51,14 +57,19 @@ MixedResult greedy_mixed_precision(const std::vector<int64_t>& weights, std::vec
   auto score = [&](size_t l) {  // loss increase per bit saved (over the weights)
     return (next[l].loss - r.loss) / (double(r.bits[l] - next[l].bits) * double(weights[l]));
   };
-  r.avg_bits = average_bits(r.bits, weights);
+  auto update_averages = [&] {
+    r.group_avg_bits.resize(size_t(G));
+    for (int g = 0; g < G; ++g) r.group_avg_bits[size_t(g)] = average_bits(r.bits, weights, group, g);
+    r.avg_bits = *std::max_element(r.group_avg_bits.begin(), r.group_avg_bits.end());
+  };
+  update_averages();
   if (r.avg_bits <= target_avg) return r;
   for (size_t l = 0; l < L; ++l) measure(l);
   while (r.avg_bits > target_avg) {
     auto pick = [&](bool fresh_only) {
       size_t b = L;
       for (size_t l = 0; l < L; ++l)
-        if (next[l].bits > 0 && (!fresh_only || next[l].version == version) && (b == L || score(l) < score(b))) b = l;
+        if (next[l].bits > 0 && r.group_avg_bits[size_t(group_of(l))] > target_avg && (!fresh_only || next[l].version == version) && (b == L || score(l) < score(b))) b = l;
       return b;
     };
     size_t best = pick(false);
@@ -80,10 +91,12 @@ MixedResult greedy_mixed_precision(const std::vector<int64_t>& weights, std::vec
     set(best, next[best].bits);
     r.bits[best] = next[best].bits;
     r.loss = next[best].loss;
-    r.avg_bits = st.avg_bits = average_bits(r.bits, weights);
+    update_averages();
+    st.avg_bits = r.group_avg_bits[size_t(group_of(best))];
     r.steps.push_back(st);
     ++version;
-    measure(best);
+    if (st.avg_bits > target_avg) measure(best);  // (a group at its target lowers nothing more)
+    else next[best].bits = 0;
     if (progress) progress(int64_t(r.steps.size()));
   }
   return r;

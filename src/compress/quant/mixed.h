@@ -4,6 +4,9 @@
 // (loss: the caller's, e.g. KL of the logits vs the FP32 model on calibration images) is
 // smallest, until the average bit width over these layers, weighted by their weight counts (that
 // is, the size of their weight codes), is at most the target.
+// Items may come in groups (e.g. the layers' weight bits and their input bits, lowered
+// separately): each group's own average must reach the target, and only items of groups still
+// above it are lowered.
 // Cost control: each layer's next step is measured once and cached; after a step only the
 // lowered layer's next step is measured again. Cached increases of the other layers become stale
 // as the model changes, so before committing, the best candidate is re-measured if its value is
@@ -20,12 +23,13 @@ struct MixedStep {
   size_t layer = 0;
   int from = 0, to = 0;
   double loss_increase = 0;  // measured just before the step
-  double avg_bits = 0;       // after the step
+  double avg_bits = 0;       // of the step's group, after the step
 };
 
 struct MixedResult {
   std::vector<int> bits;     // per layer
-  double avg_bits = 0;
+  double avg_bits = 0;       // the highest group average
+  std::vector<double> group_avg_bits;
   double loss = 0;           // of the final assignment (measured)
   int64_t measurements = 0;  // calls of loss_with
   bool reached = true;       // false: every layer is at the lowest candidate and the target was not met
@@ -37,14 +41,17 @@ constexpr int kMaxRefresh = 4;
 // weights: per layer weight count (> 0); candidates: allowed bit widths (any order, deduplicated
 // here); start_loss: the loss with every layer at the highest candidate (the caller's current
 // state). loss_with(l, b): the loss with layer l at b and every other layer as assigned so far;
-// set(l, b) commits. progress(step) is called after every step.
+// set(l, b) commits. progress(step) is called after every step. group: per layer its group
+// 0..G-1 (empty: one group).
 MixedResult greedy_mixed_precision(const std::vector<int64_t>& weights, std::vector<int> candidates,
                                    double target_avg, double start_loss,
                                    const std::function<double(size_t, int)>& loss_with,
                                    const std::function<void(size_t, int)>& set,
-                                   const std::function<void(int64_t)>& progress = {});
+                                   const std::function<void(int64_t)>& progress = {},
+                                   const std::vector<int>& group = {});
 
-// The weighted average bit width of an assignment.
-double average_bits(const std::vector<int>& bits, const std::vector<int64_t>& weights);
+// The weighted average bit width of an assignment (over the layers of group `g` when `group` is given).
+double average_bits(const std::vector<int>& bits, const std::vector<int64_t>& weights,
+                    const std::vector<int>& group = {}, int g = 0);
 
 }  // namespace vs::quant

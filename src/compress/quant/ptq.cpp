@@ -16,6 +16,7 @@
 #include "compress/quant/mixed.h"
 #include "compress/quant/optm.h"
 #include "compress/quant/repq.h"
+#include "compress/quant/rotate.h"
 #include "compress/quant/smoothquant.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -320,19 +321,32 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
                             nlohmann::json& info) -> std::unique_ptr<nn::Linear> {
     if (wb <= 8) wb = std::min(wb, kernels::int8_exact_weight_bits(ab));  // see gemm_int8.h
     check(wb <= 8 && ab <= 8, "layer '" + name + "': integer execution needs weight and activation bits <= 8 (16 = leave float)");
-    const Tensor& w = dense.weight();
+    const bool dyn = s.dynamic || std::any_of(s.dynamic_for.begin(), s.dynamic_for.end(),
+                                              [&](const std::string& suf) { return ends_with(name, suf); });
+    // --rotate (compress/quant/rotate.h): per-token inputs are quantised as x R, the weights as W R.
+    std::shared_ptr<const kernels::Rotation> rot;
+    std::unique_ptr<nn::DenseLinear> rotated;
+    if (s.rotate && dyn) {
+      rot = std::make_shared<kernels::Rotation>(random_rotation(dense.in_features(), rotation_seed(name)));
+      rotated = std::make_unique<nn::DenseLinear>(rotate_weight(dense.weight(), *rot), dense.bias());
+    }
+    const nn::DenseLinear& base = rotated ? *rotated : dense;
+    const Tensor& w = base.weight();
     QParams wq = calibrate_weight(w.f32(), w.dim(0), w.dim(1), wb, true, Granularity::channel, 0,
                                   s.weight_observer, s.percentile);
     nlohmann::json gptq_info;
-    std::unique_ptr<nn::DenseLinear> rounded;  // GPTQ's weights (exact codes * scales), else `dense`
+    std::unique_ptr<nn::DenseLinear> rounded;  // GPTQ's weights (exact codes * scales), else `base`
     if (auto g = grams.find(name); g != grams.end()) {
-      GptqResult r = gptq_quantize(w, wq.scale.data(), wb, g->second, {s.gptq_damping, true});
-      rounded = std::make_unique<nn::DenseLinear>(r.weight, dense.bias());
+      Eigen::MatrixXd gram_rotated;
+      if (rot) {  // the Gram of the rotated inputs x R: R^T G R
+        const Eigen::MatrixXd r = rotation_matrix(*rot);
+        gram_rotated = r.transpose() * g->second * r;
+      }
+      GptqResult r = gptq_quantize(w, wq.scale.data(), wb, rot ? gram_rotated : g->second, {s.gptq_damping, true});
+      rounded = std::make_unique<nn::DenseLinear>(r.weight, base.bias());
       gptq_info = {{"output_error_rtn", r.error_rtn}, {"output_error", r.error_gptq}};
     }
-    const nn::DenseLinear& src = rounded ? *rounded : dense;
-    const bool dyn = s.dynamic || std::any_of(s.dynamic_for.begin(), s.dynamic_for.end(),
-                                              [&](const std::string& suf) { return ends_with(name, suf); });
+    const nn::DenseLinear& src = rounded ? *rounded : base;
     nn::ActQuant act{ab, dyn, 1.f, 0};
     info = {{"wbits", wb}, {"abits", ab}, {"dynamic", dyn}};
     if (!dyn) {
@@ -354,7 +368,12 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       }
     }
     if (!gptq_info.is_null()) info["gptq"] = gptq_info;
-    return nn::QuantLinear::from_dense(src, Tensor::from({w.dim(0)}, wq.scale), wb, act);
+    auto q = nn::QuantLinear::from_dense(src, Tensor::from({w.dim(0)}, wq.scale), wb, act);
+    if (rot) {
+      q->set_input_rotation(rot);
+      info["rotated"] = true;
+    }
+    return q;
   };
 
   // 2. Replace each Linear by its quantised version (mixed precision: at the highest candidate,
@@ -370,7 +389,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     mp_ref = model.forward(mp_images);
   }
   for (auto& [name, slot] : layers) {
-    const int ab = in_mixed(name) && !s.mp_weights_only ? top_bits : is_edge(name) ? s.edge_bits : s.abits;
+    const int ab = in_mixed(name) && s.mp_bits != PtqSettings::MixedBits::weights ? top_bits : is_edge(name) ? s.edge_bits : s.abits;
     const int wb = in_mixed(name) ? top_bits : is_edge(name) ? s.edge_bits : s.wbits;
     if (keep(name) || (wb >= 16 && ab >= 16)) continue;
     auto* dense = dynamic_cast<nn::DenseLinear*>(slot->get());
@@ -395,48 +414,71 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     if (!errors.is_null()) per_attn[name]["prob_error"] = errors;
   }
 
-  // 4. Greedy mixed precision (compress/quant/mixed.h): candidates built once per (layer, bits).
+  // 4. Greedy mixed precision (compress/quant/mixed.h): candidates built once per (layer, wbits,
+  // abits). Items: one per layer (tied / weights), or a layer's weight bits (items 0..L-1) and
+  // its input bits (items L..2L-1) as two groups (separate).
   nlohmann::json mp_report;
   if (mixed && !mp_layers.empty()) {
+    using MB = PtqSettings::MixedBits;
     const auto t0 = std::chrono::steady_clock::now();
-    std::map<std::pair<size_t, int>, std::unique_ptr<nn::Linear>> built;
-    std::map<std::pair<size_t, int>, nlohmann::json> built_info;
-    auto candidate = [&](size_t l, int b) -> std::unique_ptr<nn::Linear>& {
-      auto& c = built[{l, b}];
+    const size_t L = mp_layers.size();
+    std::map<std::tuple<size_t, int, int>, std::unique_ptr<nn::Linear>> built;
+    std::map<std::tuple<size_t, int, int>, nlohmann::json> built_info;
+    std::vector<int> cur_w(L, top_bits), cur_a(L, s.mp_bits == MB::weights ? s.abits : top_bits);
+    auto candidate = [&](size_t l, int wb, int ab) -> std::unique_ptr<nn::Linear>& {
+      auto& c = built[{l, wb, ab}];
       if (!c) {
         const std::string& name = mp_layers[l].first;
-        c = quantize_layer(name, dynamic_cast<const nn::DenseLinear&>(*mp_dense.at(name)), b,
-                           s.mp_weights_only ? s.abits : b, built_info[{l, b}]);
+        c = quantize_layer(name, dynamic_cast<const nn::DenseLinear&>(*mp_dense.at(name)), wb, ab,
+                           built_info[{l, wb, ab}]);
       }
       return c;
     };
+    // Item i at b: its layer and the (wbits, abits) that layer gets.
+    auto bits_of = [&](size_t i, int b) {
+      const size_t l = i % L;
+      const bool input_item = i >= L;
+      const int wb = input_item ? cur_w[l] : b;
+      const int ab = input_item ? b : s.mp_bits == MB::tied ? b : cur_a[l];
+      return std::tuple<size_t, int, int>{l, wb, ab};
+    };
     std::vector<int64_t> weights;
-    for (auto& [name, slot] : mp_layers) weights.push_back((*slot)->macs_per_row());
-    auto loss_with = [&](size_t l, int b) {
-      std::swap(*mp_layers[l].second, candidate(l, b));
+    std::vector<int> group;
+    for (int g = 0; g < (s.mp_bits == MB::separate ? 2 : 1); ++g)
+      for (auto& [name, slot] : mp_layers) {
+        weights.push_back((*slot)->macs_per_row());
+        group.push_back(g);
+      }
+    auto loss_with = [&](size_t i, int b) {
+      auto [l, wb, ab] = bits_of(i, b);
+      std::swap(*mp_layers[l].second, candidate(l, wb, ab));
       const double kl = mean_kl(mp_ref, model.forward(mp_images));
-      std::swap(*mp_layers[l].second, candidate(l, b));
+      std::swap(*mp_layers[l].second, candidate(l, wb, ab));
       return kl;
     };
-    std::vector<int> current(mp_layers.size(), top_bits);
-    auto set = [&](size_t l, int b) {
+    auto set = [&](size_t i, int b) {
+      auto [l, wb, ab] = bits_of(i, b);
       std::unique_ptr<nn::Linear>& slot = *mp_layers[l].second;
-      built[{l, current[l]}] = std::move(slot);
-      slot = std::move(candidate(l, b));
-      per_layer[mp_layers[l].first] = built_info.at({l, b});
-      current[l] = b;
+      built[{l, cur_w[l], cur_a[l]}] = std::move(slot);
+      slot = std::move(candidate(l, wb, ab));
+      per_layer[mp_layers[l].first] = built_info.at({l, wb, ab});
+      cur_w[l] = wb;
+      cur_a[l] = ab;
     };
     const double start = mean_kl(mp_ref, model.forward(mp_images));
-    Progress bar("mixed precision steps", int64_t(mp_layers.size() * (s.mp_candidates.size() - 1)));
+    Progress bar("mixed precision steps", int64_t(weights.size() * (s.mp_candidates.size() - 1)));
     MixedResult r = greedy_mixed_precision(weights, s.mp_candidates, s.avg_bits, start, loss_with, set,
-                                           [&](int64_t step) { if (progress) bar.update(step); });
+                                           [&](int64_t step) { if (progress) bar.update(step); }, group);
     bar.finish();
     nlohmann::json steps = nlohmann::json::array(), bits = nlohmann::json::object();
     for (auto& st : r.steps)
-      steps.push_back({{"layer", mp_layers[st.layer].first}, {"from", st.from}, {"to", st.to},
-                       {"kl_increase", st.loss_increase}, {"avg_bits", st.avg_bits}});
-    for (size_t l = 0; l < mp_layers.size(); ++l) bits[mp_layers[l].first] = r.bits[l];
-    mp_report = {{"candidates", s.mp_candidates}, {"weights_only", s.mp_weights_only}, {"target_avg_bits", s.avg_bits}, {"avg_bits", r.avg_bits},
+      steps.push_back({{"layer", mp_layers[st.layer % L].first}, {"what", st.layer >= L ? "input" : "weights"},
+                       {"from", st.from}, {"to", st.to}, {"kl_increase", st.loss_increase}, {"avg_bits", st.avg_bits}});
+    for (size_t l = 0; l < L; ++l) bits[mp_layers[l].first] = {{"wbits", cur_w[l]}, {"abits", cur_a[l]}};
+    const char* mode = s.mp_bits == MB::tied ? "tied" : s.mp_bits == MB::weights ? "weights" : "separate";
+    mp_report = {{"candidates", s.mp_candidates}, {"varies", mode}, {"target_avg_bits", s.avg_bits},
+                 {"avg_wbits", average_bits(cur_w, std::vector<int64_t>(weights.begin(), weights.begin() + long(L)))},
+                 {"avg_abits", average_bits(cur_a, std::vector<int64_t>(weights.begin(), weights.begin() + long(L)))},
                  {"reached", r.reached}, {"images", mp_images.dim(0)}, {"kl_start", start}, {"kl_final", r.loss},
                  {"measurements", r.measurements},
                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},

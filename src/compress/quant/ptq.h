@@ -36,13 +36,20 @@ struct PtqSettings {
   // massive-activation tokens do not decide it); per-channel scales stay the weight observer's.
   bool gptq = false;
   double gptq_damping = 0.01;
+  // QuaRot-style random rotation of every Linear input quantised per token (--dynamic, or the
+  // layers of dynamic_for): weights stored as W R, inputs quantised as x R (compress/quant/rotate.h).
+  bool rotate = false;
   // Greedy mixed precision (compress/quant/mixed.h) over the blocks' Linear layers when > 0:
   // each gets W = A = one of mp_candidates, lowered greedily (loss: KL of the logits vs FP32 on
   // the first mp_images calibration images) until their weight-weighted average is <= avg_bits.
   double avg_bits = 0;
   std::vector<int> mp_candidates{4, 5, 6, 8};
   int mp_images = 16;
-  bool mp_weights_only = false;  // candidates set the weight bits only; inputs stay at abits
+  // What the candidates set: tied (W = A), weights (the weight bits; every input stays at abits),
+  // separate (weight bits and input bits greedily lowered as items of their own, each of the two
+  // averages, both weighted by the layers' weight counts, brought to <= avg_bits).
+  enum class MixedBits { tied, weights, separate };
+  MixedBits mp_bits = MixedBits::tied;
   bool dynamic = false;        // per-token activation scales at run time, no calibration
   Observer weight_observer = Observer::mse;
   Observer act_observer = Observer::minmax;
