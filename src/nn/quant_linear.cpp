@@ -107,16 +107,12 @@ void QuantLinear::set_input_rotation(std::shared_ptr<const kernels::Rotation> ro
 }
 
 void QuantLinear::quantize_input(const float* x, int64_t M, InputCodes& c) const {
-  if (rot_) {  // row by row through the rotation (encode_row), the same codes as the fused paths
-    const kernels::RowCodes rc = row_codes(c);
-    const int64_t K = in_features();
+  // Row by row through encode_row, the function every fused producer calls (per tensor, per token
+  // with its zero points subtracted after the GEMM, rotated first where the layer has a rotation).
+  const kernels::RowCodes rc = row_codes(c);
+  const int64_t K = in_features();
 #pragma omp parallel for schedule(static) if (M * K > 16384)
-    for (int64_t m = 0; m < M; ++m) kernels::encode_row(x + m * K, K, m, rc);
-  } else if (act_.dynamic)  // per-token zero points: subtracted after the GEMM (z[m] * sum of row n)
-    kernels::quantize_u8_per_row(x, c.q.data<uint8_t>(), M, in_features(), act_.bits, c.scale.f32(),
-                                 c.zero.data<int32_t>());
-  else
-    kernels::quantize_u8(x, c.q.data<uint8_t>(), M, in_features(), in_features(), act_.scale, act_.zero, act_.bits);
+  for (int64_t m = 0; m < M; ++m) kernels::encode_row(x + m * K, K, m, rc);
 }
 
 bool QuantLinear::takes_codes(int64_t M) const {

@@ -316,6 +316,27 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
   for (auto& [name, m] : input_moments) grams[name] = m.gram();
   input_moments.clear();
 
+  // --rotate: a layer's R, its weights W R, and (in `grams`) its Gram turned into R^T G R, the
+  // Gram of the rotated inputs - made once per layer, although mixed precision quantises a layer
+  // at several bit widths (always from the same float layer).
+  struct RotatedLayer {
+    std::shared_ptr<const kernels::Rotation> rot;
+    std::unique_ptr<nn::DenseLinear> dense;
+  };
+  std::map<std::string, RotatedLayer> rotated_layers;
+  auto rotated_layer = [&](const std::string& name, const nn::DenseLinear& dense) -> const RotatedLayer& {
+    auto [it, fresh] = rotated_layers.try_emplace(name);
+    if (fresh) {
+      it->second.rot = std::make_shared<kernels::Rotation>(random_rotation(dense.in_features(), rotation_seed(name)));
+      it->second.dense = std::make_unique<nn::DenseLinear>(rotate_weight(dense.weight(), *it->second.rot), dense.bias());
+      if (auto g = grams.find(name); g != grams.end()) {
+        const Eigen::MatrixXd r = rotation_matrix(*it->second.rot);
+        g->second = r.transpose() * g->second * r;
+      }
+    }
+    return it->second;
+  };
+
   // The quantised version of one dense layer at (wb, ab); `info` gets its config.json entry.
   auto quantize_layer = [&](const std::string& name, const nn::DenseLinear& dense, int wb, int ab,
                             nlohmann::json& info) -> std::unique_ptr<nn::Linear> {
@@ -324,25 +345,15 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     const bool dyn = s.dynamic || std::any_of(s.dynamic_for.begin(), s.dynamic_for.end(),
                                               [&](const std::string& suf) { return ends_with(name, suf); });
     // --rotate (compress/quant/rotate.h): per-token inputs are quantised as x R, the weights as W R.
-    std::shared_ptr<const kernels::Rotation> rot;
-    std::unique_ptr<nn::DenseLinear> rotated;
-    if (s.rotate && dyn) {
-      rot = std::make_shared<kernels::Rotation>(random_rotation(dense.in_features(), rotation_seed(name)));
-      rotated = std::make_unique<nn::DenseLinear>(rotate_weight(dense.weight(), *rot), dense.bias());
-    }
-    const nn::DenseLinear& base = rotated ? *rotated : dense;
+    const RotatedLayer* rl = s.rotate && dyn ? &rotated_layer(name, dense) : nullptr;
+    const nn::DenseLinear& base = rl ? *rl->dense : dense;
     const Tensor& w = base.weight();
     QParams wq = calibrate_weight(w.f32(), w.dim(0), w.dim(1), wb, true, Granularity::channel, 0,
                                   s.weight_observer, s.percentile);
     nlohmann::json gptq_info;
     std::unique_ptr<nn::DenseLinear> rounded;  // GPTQ's weights (exact codes * scales), else `base`
     if (auto g = grams.find(name); g != grams.end()) {
-      Eigen::MatrixXd gram_rotated;
-      if (rot) {  // the Gram of the rotated inputs x R: R^T G R
-        const Eigen::MatrixXd r = rotation_matrix(*rot);
-        gram_rotated = r.transpose() * g->second * r;
-      }
-      GptqResult r = gptq_quantize(w, wq.scale.data(), wb, rot ? gram_rotated : g->second, {s.gptq_damping, true});
+      GptqResult r = gptq_quantize(w, wq.scale.data(), wb, g->second, {s.gptq_damping, true});
       rounded = std::make_unique<nn::DenseLinear>(r.weight, base.bias());
       gptq_info = {{"output_error_rtn", r.error_rtn}, {"output_error", r.error_gptq}};
     }
@@ -369,8 +380,8 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     }
     if (!gptq_info.is_null()) info["gptq"] = gptq_info;
     auto q = nn::QuantLinear::from_dense(src, Tensor::from({w.dim(0)}, wq.scale), wb, act);
-    if (rot) {
-      q->set_input_rotation(rot);
+    if (rl) {
+      q->set_input_rotation(rl->rot);
       info["rotated"] = true;
     }
     return q;
