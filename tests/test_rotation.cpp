@@ -11,6 +11,7 @@
 #include "compress/quant/rotate.h"
 #include "core/error.h"
 #include "io/preprocess.h"
+#include "io/safetensors.h"
 #include "kernels/quantize_act.h"
 #include "models/load.h"
 #include "nn/exec_mode.h"
@@ -127,7 +128,18 @@ TEST(Rotation, RotatedModelSavesLoadsAndRunsIntegerEqualToSimulated) {
   float fmax = 0;
   for (int64_t i = 0; i < f.numel(); ++i) fmax = std::max(fmax, std::fabs(f.f32()[i]));
   EXPECT_LT(test::max_abs_diff(y, f), 0.1f * fmax);  // W8A8: close to the float model
-  // A rotation whose mix is not orthogonal is refused at load, naming the tensor's layer.
+  // A saved rotation whose mix is not orthogonal is refused at load, naming the file and the layer.
+  const std::string file = (tmp / "q") + "/model.safetensors";
+  auto sd = load_safetensors(file).tensors;
+  sd["blocks.0.attn.qkv.rot_mix"].f32()[0] *= 2.f;
+  save_safetensors(file, sd);
+  try {
+    models::load_model(tmp / "q");
+    ADD_FAILURE() << "a non-orthogonal rotation was loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.safetensors: 'blocks.0.attn.qkv': rotation mix is not orthogonal"),
+              std::string::npos) << e.what();
+  }
   auto rot = std::make_shared<kernels::Rotation>(quant::random_rotation(12, 0));
   rot->mix[0] *= 2.f;
   EXPECT_THROW(kernels::check_rotation(*rot, "x"), Error);

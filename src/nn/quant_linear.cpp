@@ -96,12 +96,12 @@ void QuantLinear::forward_rows(const float* x, float* y, int64_t M, Epilogue ep)
   forward_codes(c, y, M, ep);
 }
 
-void QuantLinear::set_input_rotation(std::shared_ptr<const kernels::Rotation> rot) {
+void QuantLinear::set_input_rotation(std::shared_ptr<const kernels::Rotation> rot, const std::string& what) {
   if (rot) {
-    kernels::check_rotation(*rot, "QuantLinear");
-    check(rot->dim() == in_features(), "QuantLinear: input rotation of width " + std::to_string(rot->dim()) +
-                                           " for " + std::to_string(in_features()) + " inputs");
-    check(act_.dynamic && act_.twin_m == 0, "QuantLinear: input rotations need per-token (dynamic) inputs");
+    kernels::check_rotation(*rot, what);
+    check(rot->dim() == in_features(), what + ": input rotation of width " + std::to_string(rot->dim()) + " for " +
+                                           std::to_string(in_features()) + " inputs");
+    check(act_.dynamic && act_.twin_m == 0, what + ": an input rotation needs per-token (dynamic) input scales");
   }
   rot_ = std::move(rot);
 }
@@ -319,9 +319,7 @@ std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string
     rot->p = K / rot->r;
     rot->signs.assign(sg.f32(), sg.f32() + K);
     rot->mix.assign(mx.f32(), mx.f32() + mx.numel());
-    kernels::check_rotation(*rot, p.source() + ": '" + prefix + "'");
-    check(act.dynamic, p.source() + ": '" + prefix + "' has an input rotation but static input scales");
-    layer->set_input_rotation(std::move(rot));
+    layer->set_input_rotation(std::move(rot), p.source() + ": '" + prefix + "'");
   }
   return layer;
 }

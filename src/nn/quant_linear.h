@@ -48,8 +48,8 @@ class QuantLinear final : public Linear {
 
   // A rotation of the input channels (kernels/rotation.h): the stored weights are W R, and every
   // input row is rotated before it is quantised. Per-token (dynamic) inputs only: static scales
-  // are calibrated on unrotated inputs.
-  void set_input_rotation(std::shared_ptr<const kernels::Rotation> rot);
+  // are calibrated on unrotated inputs. Errors name `what` (the file and tensor when loading).
+  void set_input_rotation(std::shared_ptr<const kernels::Rotation> rot, const std::string& what = "QuantLinear");
   const kernels::Rotation* input_rotation() const { return rot_.get(); }
 
   int wbits() const { return wbits_; }
