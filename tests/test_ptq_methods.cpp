@@ -3,17 +3,20 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
 
 #include "compress/capture.h"
+#include "compress/logits.h"
 #include "compress/quant/attn_calib.h"
 #include "compress/quant/mixed.h"
 #include "compress/quant/optm.h"
 #include "compress/quant/ptq.h"
 #include "compress/quant/repq.h"
 #include "core/error.h"
+#include "eval/classify.h"
 #include "io/preprocess.h"
 #include "kernels/twin_quant.h"
 #include "models/load.h"
@@ -323,8 +326,13 @@ TEST(MixedPrecision, WeightsOnlyKeepsTheActivationBitsAndSeparateLowersBoth) {
     s.avg_bits = 5.0;
     s.mp_images = 4;
     s.mp_bits = mode;
+    const Tensor batch = load_batch(images, m.cfg.pre), ref = m.forward(batch);
     auto section = quant::quantize_model(m, s, images, false);
     const auto& mp = section.at("mixed_precision");
+    // The search reruns only the blocks after the changed layer (ViT::forward_from on cached
+    // block inputs); its final loss is the KL of the whole final model, to the last bit.
+    EXPECT_EQ(mp.at("kl_final").get<double>(), compress::mean_kl(ref, m.forward(batch)));
+    EXPECT_GT(mp.at("kl_final").get<double>(), 0.0);
     EXPECT_EQ(mp.at("varies").get<std::string>(), mode == MB::weights ? "weights" : "separate");
     EXPECT_LE(mp.at("avg_wbits").get<double>(), 5.0);
     std::set<int> wseen, aseen;
@@ -346,4 +354,78 @@ TEST(MixedPrecision, WeightsOnlyKeepsTheActivationBitsAndSeparateLowersBoth) {
       EXPECT_EQ(what, std::set<std::string>{"weights"});
     }
   }
+}
+
+TEST(ViT, ForwardFromABlockMatchesForward) {
+  test::TempDir tmp;
+  models::ViT m = models::load_model(test::write_tiny_model(tmp));
+  const Tensor batch = load_batch(test::random_images(tmp, 3), m.cfg.pre), ref = m.forward(batch);
+  Tensor x = m.embed(batch);
+  EXPECT_EQ(std::memcmp(m.forward_from(x.clone(), 0).f32(), ref.f32(), size_t(ref.numel()) * 4), 0);
+  m.blocks[0].forward(x.f32(), 3, m.cfg.num_tokens());
+  EXPECT_EQ(std::memcmp(m.forward_from(x.clone(), 1).f32(), ref.f32(), size_t(ref.numel()) * 4), 0);
+  EXPECT_THROW(m.forward_from(Tensor({5, 7}), 0), Error);
+  EXPECT_THROW(m.forward_from(x.clone(), m.blocks.size() + 1), Error);
+}
+
+TEST(Eval, FidelityToAReferenceModel) {
+  test::TempDir tmp;
+  models::ViT fp = models::load_model(test::write_tiny_model(tmp));
+  models::ViT q = models::load_model(test::write_tiny_model(tmp));
+  auto paths = test::random_images(tmp, 6);
+  quant::PtqSettings s;
+  s.wbits = s.abits = 3;
+  quant::quantize_model(q, s, paths, false);
+  std::vector<Sample> samples;
+  for (auto& p : paths) samples.push_back({p, 1});
+  auto same = eval::evaluate(fp, samples, 4, false, &fp);
+  EXPECT_TRUE(same.has_reference);
+  EXPECT_EQ(same.kl, 0.0);
+  EXPECT_EQ(same.agreement, 100.0);
+  // Batches of 4 and 2: the mean over images, as one pass over all six gives it.
+  auto r = eval::evaluate(q, samples, 4, false, &fp);
+  const Tensor batch = load_batch(paths, fp.cfg.pre);
+  EXPECT_NEAR(r.kl, compress::mean_kl(fp.forward(batch), q.forward(batch)), 1e-12);
+  EXPECT_GT(r.kl, 0.0);
+  EXPECT_FALSE(eval::evaluate(q, samples, 4, false).has_reference);
+}
+
+TEST(MixedPrecision, HeldOutCheckKeepsTheBetterOfGreedyAndUniform) {
+  using MB = quant::PtqSettings::MixedBits;
+  for (MB mode : {MB::tied, MB::weights}) {
+    test::TempDir tmp;
+    models::ViT m = models::load_model(test::write_tiny_model(tmp));
+    auto images = test::random_images(tmp, 7);
+    const std::vector<std::string> held(images.begin() + 4, images.end());
+    const Tensor batch = load_batch(held, m.cfg.pre), ref = m.forward(batch);
+    quant::PtqSettings s;
+    s.wbits = s.abits = 6;
+    s.avg_bits = 5.5;  // uniform: the largest candidate <= 5.5, i.e. 5
+    s.mp_images = 4;
+    s.mp_check_images = 3;
+    s.mp_bits = mode;
+    auto section = quant::quantize_model(m, s, images, false);
+    const auto& check = section.at("mixed_precision").at("check");
+    ASSERT_TRUE(check.is_object()) << check;
+    EXPECT_EQ(check.at("images").get<int>(), 3);
+    EXPECT_EQ(check.at("uniform_bits").get<int>(), 5);
+    const double mixed = check.at("kl_mixed"), uniform = check.at("kl_uniform");
+    const bool kept_uniform = check.at("kept") == "uniform";
+    EXPECT_EQ(kept_uniform, uniform < mixed);
+    // The model returned is the one kept, and the report describes it.
+    EXPECT_EQ(compress::mean_kl(ref, m.forward(batch)), std::min(mixed, uniform));
+    for (auto& [name, b] : section.at("mixed_precision").at("bits").items()) {
+      EXPECT_EQ(section["layers"][name]["wbits"].get<int>(), b.at("wbits").get<int>()) << name;
+      if (kept_uniform) EXPECT_EQ(b.at("wbits").get<int>(), 5) << name;
+    }
+  }
+  // No images beyond the search's: the check says why it did not run.
+  test::TempDir tmp;
+  models::ViT m = models::load_model(test::write_tiny_model(tmp));
+  quant::PtqSettings s;
+  s.wbits = s.abits = 6;
+  s.avg_bits = 5.0;
+  s.mp_images = 4;
+  auto section = quant::quantize_model(m, s, test::random_images(tmp, 4), false);
+  EXPECT_NE(section["mixed_precision"]["check"].get<std::string>().find("skipped"), std::string::npos);
 }

@@ -1,17 +1,19 @@
 #include <filesystem>
+#include <optional>
 #include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
 #include "eval/classify.h"
+#include "models/load.h"
 
 namespace vs::cli {
 
 void add_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Top-1 / top-5 accuracy on an ImageNet-style folder");
   struct Args : ModelArgs {
-    std::string data, split, labels, report;
+    std::string data, split, labels, report, reference;
     int batch = 32;
   };
   auto a = std::make_shared<Args>();
@@ -21,18 +23,25 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--labels", a->labels, "classes.txt (default: DATA/classes.txt)");
   cmd->add_option("--report", a->report, "write {top1, top5, images, seconds, ...} as JSON here");
   cmd->add_option("--batch", a->batch, "images per forward pass")->check(CLI::Range(1, 4096));
+  cmd->add_option("--reference", a->reference,
+                  "also compare with this model folder (e.g. the original of a compressed model): mean KL of\n"
+                  "the logits (reference || model) and top-1 agreement, which see changes top-1 is too coarse for");
   cmd->callback([a] {
     auto m = open_model(*a);
     std::string labels_path = a->labels.empty() ? (std::filesystem::path(a->data) / "classes.txt").string() : a->labels;
     check(std::filesystem::exists(labels_path), labels_path + ": no labels file; pass --labels classes.txt");
     auto samples = imagenet_folder(a->data, a->split, load_labels(labels_path));
-    auto r = eval::evaluate(m, samples, a->batch);
+    std::optional<models::ViT> ref;
+    if (!a->reference.empty()) ref = models::load_model(a->reference);
+    auto r = eval::evaluate(m, samples, a->batch, true, ref ? &*ref : nullptr);
     fmt::print("top1 {:.2f}  top5 {:.2f}  images {}  seconds {:.1f}  ({:.1f} images/s)\n", r.top1,
                r.top5, r.images, r.seconds, double(r.images) / r.seconds);
-    if (!a->report.empty())
-      write_json(a->report, {{"model", a->path}, {"data", a->data}, {"split", a->split},
-                             {"top1", r.top1}, {"top5", r.top5}, {"images", r.images},
-                             {"seconds", r.seconds}, {"batch", a->batch}, {"quantized", quantized_points(m)}});
+    if (ref) fmt::print("vs reference {}: mean KL {:.5f}  top-1 agreement {:.2f}%\n", a->reference, r.kl, r.agreement);
+    nlohmann::json report{{"model", a->path}, {"data", a->data}, {"split", a->split},
+                          {"top1", r.top1}, {"top5", r.top5}, {"images", r.images},
+                          {"seconds", r.seconds}, {"batch", a->batch}, {"quantized", quantized_points(m)}};
+    if (ref) report["reference"] = {{"model", a->reference}, {"kl", r.kl}, {"agreement", r.agreement}};
+    if (!a->report.empty()) write_json(a->report, report);
   });
 }
 

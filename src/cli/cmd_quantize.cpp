@@ -46,6 +46,7 @@ void add_quantize(CLI::App& app) {
     double avg_bits = 0;
     std::vector<int> mp_bits{4, 5, 6, 8};
     int mp_images = 16;
+    int mp_check_images = 64;
     bool mp_weights_only = false, mp_separate = false;
     compress::ReconstructSettings recon;
     std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
@@ -115,6 +116,11 @@ void add_quantize(CLI::App& app) {
       ->excludes("--mp-weights-only");
   cmd->add_option("--mp-images", a->mp_images, "calibration images the --avg-bits search measures KL on (16)")
       ->check(CLI::Range(1, 1024));
+  cmd->add_option("--mp-check-images", a->mp_check_images,
+                  "after the --avg-bits search, compare its assignment with uniform bits (every layer at the largest\n"
+                  "candidate <= --avg-bits) by KL on up to this many calibration images the search did not use,\n"
+                  "and keep uniform bits if they do better (64; 0: no check)")
+      ->check(CLI::Range(0, 100000));
   cmd->add_option("--method", a->method,
                   "static: activation ranges calibrated on --calib (default); dynamic: per-token\n"
                   "activation scales computed at run time, no calibration, attention left float")
@@ -169,6 +175,7 @@ void add_quantize(CLI::App& app) {
     s.avg_bits = a->avg_bits;
     s.mp_candidates = a->mp_bits;
     s.mp_images = a->mp_images;
+    s.mp_check_images = a->mp_check_images;
     s.mp_bits = a->mp_separate       ? quant::PtqSettings::MixedBits::separate
                 : a->mp_weights_only ? quant::PtqSettings::MixedBits::weights
                                      : quant::PtqSettings::MixedBits::tied;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fmt/format.h>
 
+#include "compress/logits.h"
 #include "core/error.h"
 #include "core/progress.h"
 
@@ -23,11 +24,14 @@ std::vector<std::pair<int, float>> topk(const float* row, int n, int k) {
 }
 
 Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, int batch,
-                  bool progress) {
+                  bool progress, const models::ViT* reference) {
   check(batch > 0, "batch size must be positive");
+  check(!reference || (reference->cfg.num_classes == model.cfg.num_classes && reference->cfg.pre == model.cfg.pre),
+        "the reference model has other classes or another input preprocessing than the model");
   auto t0 = std::chrono::steady_clock::now();
   Progress bar("eval", int64_t(samples.size()));
-  int64_t c1 = 0, c5 = 0;
+  int64_t c1 = 0, c5 = 0, agree = 0;
+  double kl_sum = 0, ref_seconds = 0;
   const int K = int(model.cfg.num_classes);
   for (size_t s = 0; s < samples.size(); s += size_t(batch)) {
     size_t e = std::min(samples.size(), s + size_t(batch));
@@ -37,11 +41,20 @@ Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, 
                                       " is outside the model's " + std::to_string(K) + " classes");
       paths.push_back(samples[i].path);
     }
-    Tensor logits = model.forward(load_batch(paths, model.cfg.pre));
+    const Tensor images = load_batch(paths, model.cfg.pre);
+    Tensor logits = model.forward(images);
     for (size_t i = s; i < e; ++i) {
       auto top = topk(logits.f32() + (i - s) * size_t(K), K, 5);
       c1 += top[0].first == samples[i].label;
       for (auto& [c, v] : top) c5 += c == samples[i].label;
+    }
+    if (reference) {
+      const auto r0 = std::chrono::steady_clock::now();
+      const Tensor ref = reference->forward(images);
+      ref_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
+      kl_sum += compress::mean_kl(ref, logits) * double(e - s);
+      for (size_t i = s; i < e; ++i)
+        agree += topk(ref.f32() + (i - s) * size_t(K), K, 1)[0].first == topk(logits.f32() + (i - s) * size_t(K), K, 1)[0].first;
     }
     if (progress)
       bar.update(int64_t(e), fmt::format("top1 {:.2f}%", 100.0 * double(c1) / double(e)));
@@ -51,7 +64,12 @@ Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, 
   a.images = int64_t(samples.size());
   a.top1 = 100.0 * double(c1) / double(a.images);
   a.top5 = 100.0 * double(c5) / double(a.images);
-  a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - ref_seconds;
+  if (reference) {
+    a.has_reference = true;
+    a.kl = kl_sum / double(std::max<int64_t>(a.images, 1));
+    a.agreement = 100.0 * double(agree) / double(std::max<int64_t>(a.images, 1));
+  }
   return a;
 }
 

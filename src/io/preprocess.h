@@ -17,6 +17,7 @@ struct PreprocessConfig {
   std::string interpolation = "bicubic";  // "bicubic" | "bilinear" | "nearest"
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+  bool operator==(const PreprocessConfig&) const = default;
 };
 
 // PIL Image.resize(size, filter) on 8-bit RGB, same fixed-point arithmetic and rounding

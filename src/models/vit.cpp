@@ -114,13 +114,16 @@ Tensor ViT::embed(const Tensor& images) const {
   return x;
 }
 
-Tensor ViT::forward(const Tensor& images) const {
-  const int64_t B = images.dim(0), C = cfg.embed_dim, T = cfg.num_tokens(),
-                Np = cfg.num_patches(), pre = cfg.num_prefix_tokens();
-  Tensor x = embed(images);
+Tensor ViT::forward(const Tensor& images) const { return forward_from(embed(images), 0); }
+
+Tensor ViT::forward_from(Tensor x, size_t first_block) const {
+  const int64_t C = cfg.embed_dim, T = cfg.num_tokens(), Np = cfg.num_patches(), pre = cfg.num_prefix_tokens();
+  check(x.ndim() == 2 && x.dim(1) == C && x.dim(0) % T == 0 && first_block <= blocks.size(),
+        "ViT::forward_from: input is not [B * tokens, embed_dim] or no such block");
+  const int64_t B = x.dim(0) / T;
   float* xp = x.f32();
 
-  for (auto& blk : blocks) blk.forward(xp, B, T);
+  for (size_t k = first_block; k < blocks.size(); ++k) blocks[k].forward(xp, B, T);
 
   // Pooled features: one row per image (two for distilled: cls and dist).
   const int64_t heads_n = cfg.distilled ? 2 : 1;

@@ -65,6 +65,10 @@ class ViT {
   // The first block's input: patch embedding, class / distillation tokens, position embedding
   // ([B * num_tokens, embed_dim]); forward() starts with it.
   Tensor embed(const Tensor& images) const;
+  // The rest of forward(): blocks[first_block..] then the head, from those blocks' input x
+  // ([B * num_tokens, embed_dim], overwritten). For searches that change one block at a time
+  // and keep the earlier blocks' outputs.
+  Tensor forward_from(Tensor x, size_t first_block) const;
 
   int64_t num_params() const;
   int64_t param_bytes() const;

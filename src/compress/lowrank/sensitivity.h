@@ -8,14 +8,12 @@
 #include <utility>
 #include <vector>
 
+#include "compress/logits.h"
 #include "core/tensor.h"
 #include "models/vit.h"
 #include "nn/linear.h"
 
 namespace vs::compress {
-
-// Mean over rows of KL(softmax(ref) || softmax(logits)), logits [B, C] (float64 arithmetic).
-double mean_kl(const Tensor& ref, const Tensor& logits);
 
 struct LayerSwap {
   std::unique_ptr<nn::Linear>* slot;

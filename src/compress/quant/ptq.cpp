@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fmt/format.h>
 #include <cmath>
 #include <functional>
 #include <map>
 #include <tuple>
 
 #include "compress/capture.h"
+#include "compress/logits.h"
 #include "compress/moments.h"
 #include "compress/quant/agq.h"
 #include "compress/quant/attn_calib.h"
@@ -204,22 +206,6 @@ void add_unit_rms_rows(compress::Moments& m, const float* x, int64_t rows, int64
   m.add(xn.data(), rows, cols);
 }
 
-// KL(p || q) of the softmaxes of two logit rows, averaged over the rows (double precision).
-double mean_kl(const Tensor& ref, const Tensor& out) {
-  const int64_t R = ref.dim(0), C = ref.dim(1);
-  double total = 0;
-  for (int64_t r = 0; r < R; ++r) {
-    const float* a = ref.f32() + r * C;
-    const float* b = out.f32() + r * C;
-    const double ma = *std::max_element(a, a + C), mb = *std::max_element(b, b + C);
-    double za = 0, zb = 0;
-    for (int64_t c = 0; c < C; ++c) za += std::exp(a[c] - ma), zb += std::exp(b[c] - mb);
-    const double la = ma + std::log(za), lb = mb + std::log(zb);
-    for (int64_t c = 0; c < C; ++c) total += std::exp(a[c] - la) * ((a[c] - la) - (b[c] - lb));
-  }
-  return total / double(R);
-}
-
 }  // namespace
 
 nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
@@ -392,12 +378,17 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
   nlohmann::json per_layer = nlohmann::json::object();
   std::vector<std::pair<std::string, std::unique_ptr<nn::Linear>*>> mp_layers;
   std::map<std::string, std::unique_ptr<nn::Linear>> mp_dense;
-  Tensor mp_images, mp_ref;
+  Tensor mp_images, mp_ref, check_images, check_ref;  // (mixed precision's search and check images)
   if (mixed) {  // the reference logits of the float model (every fold above keeps its function)
     std::vector<std::string> first(calib_images.begin(),
                                    calib_images.begin() + long(std::min(calib_images.size(), size_t(s.mp_images))));
     mp_images = load_batch(first, model.cfg.pre);
     mp_ref = model.forward(mp_images);
+    const size_t from = first.size(), to = std::min(calib_images.size(), from + size_t(std::max(0, s.mp_check_images)));
+    if (to > from) {
+      check_images = load_batch({calib_images.begin() + long(from), calib_images.begin() + long(to)}, model.cfg.pre);
+      check_ref = model.forward(check_images);
+    }
   }
   for (auto& [name, slot] : layers) {
     const int ab = in_mixed(name) && s.mp_bits != PtqSettings::MixedBits::weights ? top_bits : is_edge(name) ? s.edge_bits : s.abits;
@@ -436,6 +427,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     std::map<std::tuple<size_t, int, int>, std::unique_ptr<nn::Linear>> built;
     std::map<std::tuple<size_t, int, int>, nlohmann::json> built_info;
     std::vector<int> cur_w(L, top_bits), cur_a(L, s.mp_bits == MB::weights ? s.abits : top_bits);
+    for (size_t l = 0; l < L; ++l) built_info[{l, cur_w[l], cur_a[l]}] = per_layer[mp_layers[l].first];  // (a step back to the start)
     auto candidate = [&](size_t l, int wb, int ab) -> std::unique_ptr<nn::Linear>& {
       auto& c = built[{l, wb, ab}];
       if (!c) {
@@ -460,15 +452,34 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
         weights.push_back((*slot)->macs_per_row());
         group.push_back(g);
       }
+    // A candidate changes one block, so the blocks before it are not rerun: block_in[k] holds
+    // block k's input on mp_images under the current assignment (valid for k < valid).
+    std::vector<size_t> block_of(L);
+    for (size_t l = 0; l < L; ++l) {
+      const std::string& name = mp_layers[l].first;
+      block_of[l] = name.rfind("blocks.", 0) == 0 ? std::stoul(name.substr(7)) : 0;
+    }
+    std::vector<Tensor> block_in(model.blocks.size() + 1);
+    size_t valid = 0;
+    auto kl_from = [&](size_t k) {
+      if (valid == 0) block_in[valid++] = model.embed(mp_images);
+      const int64_t T = model.cfg.num_tokens(), B = block_in[0].dim(0) / T;
+      for (; valid <= k; ++valid) {
+        block_in[valid] = block_in[valid - 1].clone();
+        model.blocks[valid - 1].forward(block_in[valid].f32(), B, T);
+      }
+      return compress::mean_kl(mp_ref, model.forward_from(block_in[k].clone(), k));
+    };
     auto loss_with = [&](size_t i, int b) {
       auto [l, wb, ab] = bits_of(i, b);
       std::swap(*mp_layers[l].second, candidate(l, wb, ab));
-      const double kl = mean_kl(mp_ref, model.forward(mp_images));
+      const double kl = kl_from(block_of[l]);
       std::swap(*mp_layers[l].second, candidate(l, wb, ab));
       return kl;
     };
     auto set = [&](size_t i, int b) {
       auto [l, wb, ab] = bits_of(i, b);
+      valid = std::min(valid, block_of[l] + 1);  // later blocks' inputs change
       std::unique_ptr<nn::Linear>& slot = *mp_layers[l].second;
       built[{l, cur_w[l], cur_a[l]}] = std::move(slot);
       slot = std::move(candidate(l, wb, ab));
@@ -476,11 +487,36 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       cur_w[l] = wb;
       cur_a[l] = ab;
     };
-    const double start = mean_kl(mp_ref, model.forward(mp_images));
+    const double start = kl_from(0);
     Progress bar("mixed precision steps", int64_t(weights.size() * (s.mp_candidates.size() - 1)));
     MixedResult r = greedy_mixed_precision(weights, s.mp_candidates, s.avg_bits, start, loss_with, set,
                                            [&](int64_t step) { if (progress) bar.update(step); }, group);
     bar.finish();
+    // The check against uniform bits on images the search did not see (PtqSettings::mp_check_images).
+    nlohmann::json check_report = "off";
+    std::vector<int> sorted = s.mp_candidates;
+    std::sort(sorted.begin(), sorted.end());
+    const auto ub_it = std::upper_bound(sorted.begin(), sorted.end(), int(std::floor(s.avg_bits)));
+    if (!r.reached) {
+      check_report = "skipped: target not reached";
+    } else if (!check_images.defined()) {
+      check_report = "skipped: no calibration images beyond the search's";
+    } else if (ub_it == sorted.begin()) {
+      check_report = "skipped: no candidate at or below the target";
+    } else {
+      const int ub = *(ub_it - 1);
+      const double kl_mixed = compress::mean_kl(check_ref, model.forward(check_images));
+      for (size_t i = 0; i < weights.size(); ++i) set(i, ub);
+      const double kl_uniform = compress::mean_kl(check_ref, model.forward(check_images));
+      const bool keep_uniform = kl_uniform < kl_mixed;
+      if (!keep_uniform)
+        for (size_t i = 0; i < weights.size(); ++i) set(i, r.bits[i]);
+      check_report = {{"images", check_images.dim(0)}, {"uniform_bits", ub}, {"kl_mixed", kl_mixed},
+                      {"kl_uniform", kl_uniform}, {"kept", keep_uniform ? "uniform" : "mixed"}};
+      if (progress)
+        fmt::print(stderr, "mixed precision check on {} held-out calibration images: KL {:.4f} greedy vs {:.4f} uniform {}-bit -> {} kept\n",
+                   check_images.dim(0), kl_mixed, kl_uniform, ub, keep_uniform ? "uniform" : "greedy");
+    }
     nlohmann::json steps = nlohmann::json::array(), bits = nlohmann::json::object();
     for (auto& st : r.steps)
       steps.push_back({{"layer", mp_layers[st.layer % L].first}, {"what", st.layer >= L ? "input" : "weights"},
@@ -493,7 +529,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
                  {"reached", r.reached}, {"images", mp_images.dim(0)}, {"kl_start", start}, {"kl_final", r.loss},
                  {"measurements", r.measurements},
                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
-                 {"bits", bits}, {"steps", steps}};
+                 {"check", check_report}, {"bits", bits}, {"steps", steps}};
   }
   std::vector<std::string> float_points{"LayerNorm", "GELU", "softmax input", "residual adds"};
   if (s.dynamic || s.qk_bits >= 16) float_points.insert(float_points.begin(), "attention q, k");

@@ -50,6 +50,12 @@ struct PtqSettings {
   // averages, both weighted by the layers' weight counts, brought to <= avg_bits).
   enum class MixedBits { tied, weights, separate };
   MixedBits mp_bits = MixedBits::tied;
+  // Check of the greedy result: the KL of its assignment and of uniform bits (every item at the
+  // largest candidate <= avg_bits) on up to mp_check_images calibration images the search did not
+  // see (those after the first mp_images); uniform bits are kept when they do better (a greedy
+  // fit to a few images' KL can be worse than uniform, and uniform meets the same budget).
+  // 0: no check.
+  int mp_check_images = 64;
   bool dynamic = false;        // per-token activation scales at run time, no calibration
   Observer weight_observer = Observer::mse;
   Observer act_observer = Observer::minmax;
