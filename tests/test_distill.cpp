@@ -6,6 +6,7 @@
 #include "compress/distill/distill.h"
 #include "core/error.h"
 #include "models/load.h"
+#include "nn/lowrank_linear.h"
 #include "nn/quant_linear.h"
 #include "train/loss.h"
 #include "train/optim.h"
@@ -72,8 +73,17 @@ TEST(Distill, LowersLossFloatAndQuantised) {
   test::TempDir tmp;
   auto images = test::random_images(tmp, 8);
   auto teacher = test::tiny_vit(3);
-  for (bool quant : {false, true}) {
+  for (const char* kind : {"float", "quant", "lowrank"}) {
+    const bool quant = std::string(kind) == "quant", lowrank = std::string(kind) == "lowrank";
     auto student = test::tiny_vit(4);  // a different random model: far from the teacher
+    if (lowrank)  // rank-4 students: the two factors train as two Linears in a row
+      for (auto& [name, slot] : student.linears())
+        if (name.find("blocks.") == 0) {
+          auto& d = dynamic_cast<nn::DenseLinear&>(**slot);
+          *slot = std::make_unique<nn::LowRankLinear>(
+              std::make_unique<nn::DenseLinear>(test::random_tensor({4, d.in_features()}, 40, 0.3f), Tensor()),
+              std::make_unique<nn::DenseLinear>(test::random_tensor({d.out_features(), 4}, 41, 0.3f), d.bias()));
+        }
     if (quant)
       for (auto& [name, slot] : student.linears())
         if (name.find("blocks.") == 0) {
@@ -90,9 +100,10 @@ TEST(Distill, LowersLossFloatAndQuantised) {
     s.checkpoint.clear();
     auto r = compress::distill(student, teacher, images, s);
     const double after = train::kd_loss(r.student.forward(x), t, 1.f, g);
-    std::printf("%s student: KD loss %.4f -> %.4f\n", quant ? "W4A8d" : "FP32", before, after);
+    std::printf("%s student: KD loss %.4f -> %.4f\n", kind, before, after);
     EXPECT_LT(after, 0.7 * before);
-    if (quant) EXPECT_EQ(r.student.blocks[0].attn.qkv->kind(), student.blocks[0].attn.qkv->kind());
+    if (quant || lowrank) EXPECT_EQ(r.student.blocks[0].attn.qkv->kind(), student.blocks[0].attn.qkv->kind());
+    if (lowrank) EXPECT_EQ(r.student.num_params(), student.num_params());
   }
 }
 

@@ -12,6 +12,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/fastmath.h"
+#include "nn/lowrank_linear.h"
 #include "nn/quant_linear.h"
 #include "train/layers.h"
 #include "train/loss.h"
@@ -290,4 +291,43 @@ TEST(Grad, QuantisedAttentionBlock) {
   EXPECT_EQ(back.attn.quant.p_bits, 6);
   EXPECT_EQ(back.attn.quant.q_zero, 31);
   EXPECT_FLOAT_EQ(back.attn.quant.v_scale, 0.05f);
+}
+
+// A low-rank layer trains as its two factors in a row (down, then up with the bias): gradients of
+// both factors and of the input, and it turns back into the same LowRankLinear.
+TEST(Grad, LowRankLinear) {
+  const int64_t M = 5, N = 7, K = 6, R = 3;
+  nn::LowRankLinear layer(std::make_unique<nn::DenseLinear>(test::random_tensor({R, K}, 11), Tensor()),
+                          std::make_unique<nn::DenseLinear>(test::random_tensor({N, R}, 12), test::random_tensor({N}, 13)));
+  train::TrainLinear tl(layer, "l");
+  EXPECT_TRUE(tl.low_rank());
+  EXPECT_EQ(tl.in_features(), K);
+  EXPECT_EQ(tl.out_features(), N);
+  std::vector<train::Param*> params;
+  tl.collect(params);
+  ASSERT_EQ(params.size(), 3u);
+  EXPECT_EQ(params[0]->name, "l.down.weight");
+  EXPECT_EQ(params[1]->name, "l.up.weight");
+  EXPECT_EQ(params[2]->name, "l.up.bias");
+  Tensor x = test::random_tensor({M, K}, 14), r = test::random_tensor({M, N}, 15);
+  // Same forward as the inference layer.
+  Tensor y = tl.forward(x), y_ref = layer.forward(x);
+  EXPECT_LE(test::max_abs_diff(y, y_ref), 1e-5f);
+  for (auto* p : params) std::memset(p->grad.f32(), 0, size_t(p->grad.numel()) * 4);
+  Tensor dx = tl.backward(r, true);
+  auto loss = [&] {
+    train::TrainLinear t(layer, "l");  // (rebuilt from `layer`, whose weights the check perturbs)
+    return dot(t.forward(x), r);
+  };
+  fd_check("lowrank dx", x.f32(), dx.f32(), x.numel(), loss);
+  auto& down = dynamic_cast<nn::DenseLinear&>(*layer.down);
+  auto& up = dynamic_cast<nn::DenseLinear&>(*layer.up);
+  fd_check("lowrank d down", const_cast<float*>(down.weight().f32()), params[0]->grad.f32(), R * K, loss);
+  fd_check("lowrank d up", const_cast<float*>(up.weight().f32()), params[1]->grad.f32(), N * R, loss);
+  fd_check("lowrank d bias", const_cast<float*>(up.bias().f32()), params[2]->grad.f32(), N, loss);
+  auto back = tl.to_linear();
+  auto* lr = dynamic_cast<nn::LowRankLinear*>(back.get());
+  ASSERT_NE(lr, nullptr);
+  EXPECT_EQ(lr->rank(), R);
+  EXPECT_LE(test::max_abs_diff(lr->forward(x), y_ref), 1e-5f);
 }

@@ -292,7 +292,7 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
                                       "n01440764_tench.JPEG\n";
   int st = 0;
   const std::string cmd = test::cli() + " lowrank " + m + " --params 0.9 --calib " + d + " --split " +
-                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --rank-error kl --sensitivity-images 1 --compensation --out ";
+                          (tmp / "calib.txt") + " --calib-batch 4 --allocation greedy --rank-error kl --sensitivity-images 1 --compensation --refine-steps 20 --out ";
   std::string out = test::run_output(cmd + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
   out = test::run_output(cmd + (tmp / "lr2"), &st);  // determinism: byte-identical
@@ -305,6 +305,7 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   const double before = cfg["lowrank"]["params"]["before"], after = cfg["lowrank"]["params"]["after"];
   EXPECT_LE(after, 0.9 * before);
   EXPECT_GE(after, 0.89 * before);
+  EXPECT_EQ(cfg["lowrank"]["refinement"]["blocks"].size(), 12u) << "every block refined";
   // The head sees 4 pooled rows for 192 inputs: left dense (cut, it lost most of top-1).
   EXPECT_FALSE(cfg["lowrank"]["layers"].contains("head"));
   EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("head"));

@@ -14,7 +14,8 @@ void add_lowrank(CLI::App& app) {
       "Low-rank compression of the Linear layers (Azizi et al., arXiv 2402.06004): each W [out, in]\n"
       "becomes two Linears B [r, in] then A [out, r] fitted to the layer's output on the calibration\n"
       "images, with ranks chosen per layer to meet --params or --flops, optionally refitted layer by\n"
-      "layer on the compressed model's own inputs (--compensation). Writes a model folder that\n"
+      "layer on the compressed model's own inputs (--compensation), then refined block by block\n"
+      "(--refine-steps). Writes a model folder that\n"
       "eval / bench / info / quantize load directly; `info` lists the rank of every layer.");
   struct Args : ModelArgs {
     double params = 0, flops = 0, damping = 1e-4;
@@ -23,6 +24,8 @@ void add_lowrank(CLI::App& app) {
     std::string calib, split, out, factorization = "activation", allocation = "greedy", rank_error = "kl";
     bool compensation = true;
     int batch = 16, sensitivity_images = 16;
+    int64_t refine_steps = 200, refine_batch = 16;
+    double refine_lr = 1e-3;
     std::vector<std::string> keep_dense;
   };
   auto a = std::make_shared<Args>();
@@ -64,6 +67,13 @@ void add_lowrank(CLI::App& app) {
                   "layers to leave dense, by name (e.g. blocks.0.attn.qkv); layers with fewer calibration\n"
                   "rows than inputs (the head: one row per image) are always left dense");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
+  cmd->add_option("--refine-steps", a->refine_steps,
+                  "after compensation, refine block by block: Adam steps on every parameter of the block towards the\n"
+                  "original block's output on the same (compressed) inputs (200; 0: off)")
+      ->check(CLI::Range(int64_t(0), int64_t(1000000)));
+  cmd->add_option("--refine-batch", a->refine_batch, "images per refinement step (16)")->check(CLI::Range(int64_t(1), int64_t(4096)));
+  cmd->add_option("--refine-lr", a->refine_lr, "refinement learning rate, cosine-decayed to 0 (1e-3)")
+      ->check(CLI::Range(1e-8, 1.0));
   cmd->callback([a] {
     check(a->params > 0 || a->flops > 0, "lowrank needs a budget: --params R or --flops R, R in (0, 1]");
     const double r = a->params > 0 ? a->params : a->flops;
@@ -82,6 +92,9 @@ void add_lowrank(CLI::App& app) {
     s.damping = a->damping;
     s.batch = a->batch;
     s.keep_dense = a->keep_dense;
+    s.refine_iters = a->refine_steps;
+    s.refine_batch = a->refine_batch;
+    s.refine_lr = a->refine_lr;
     const int64_t params = m.num_params(), macs = m.macs_per_image();
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});

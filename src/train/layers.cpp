@@ -8,6 +8,7 @@
 #include "kernels/fastmath.h"
 #include "kernels/gemm.h"
 #include "kernels/quantize_act.h"
+#include "nn/lowrank_linear.h"
 #include "train/learned_quant.h"
 #include "train/ops.h"
 
@@ -21,6 +22,12 @@ Param make_param(std::string name, const Tensor& value, bool decay) {
 // ---- Linear ---------------------------------------------------------------------------------
 
 TrainLinear::TrainLinear(const nn::Linear& layer, const std::string& name) {
+  if (auto* lr = dynamic_cast<const nn::LowRankLinear*>(&layer)) {
+    auto down = std::make_unique<TrainLinear>(*lr->down, name + ".down");
+    *this = TrainLinear(*lr->up, name + ".up");
+    down_ = std::move(down);
+    return;
+  }
   if (auto* d = dynamic_cast<const nn::DenseLinear*>(&layer)) {
     w_ = make_param(name + ".weight", d->weight(), true);
     if (d->bias().defined()) b_ = make_param(name + ".bias", d->bias(), false);
@@ -41,8 +48,20 @@ TrainLinear::TrainLinear(const nn::Linear& layer, const std::string& name) {
   if (sd.count("l.bias")) b_ = make_param(name + ".bias", sd.at("l.bias"), false);
 }
 
-Tensor TrainLinear::forward(const Tensor& x) {
-  const int64_t M = x.numel() / in_features(), N = out_features(), K = in_features();
+Tensor TrainLinear::forward(const Tensor& x) { return forward_own(down_ ? down_->forward(x) : x); }
+
+Tensor TrainLinear::backward(const Tensor& dy, bool need_dx) {
+  if (!down_) return backward_own(dy, need_dx);
+  return down_->backward(backward_own(dy, true), need_dx);
+}
+
+std::unique_ptr<nn::Linear> TrainLinear::to_linear() const {
+  if (!down_) return own_linear();
+  return std::make_unique<nn::LowRankLinear>(down_->to_linear(), own_linear());
+}
+
+Tensor TrainLinear::forward_own(const Tensor& x) {
+  const int64_t K = w_.value.dim(1), M = x.numel() / K, N = out_features();
   const float* w = w_.value.f32();
   if (quant_) {
     // Weights: q = clamp(round(w / s), -lim, lim) exactly as QuantLinear::from_dense rounds.
@@ -88,8 +107,8 @@ Tensor TrainLinear::forward(const Tensor& x) {
   return y;
 }
 
-Tensor TrainLinear::backward(const Tensor& dy, bool need_dx) {
-  const int64_t M = dy.numel() / out_features(), N = out_features(), K = in_features();
+Tensor TrainLinear::backward_own(const Tensor& dy, bool need_dx) {
+  const int64_t M = dy.numel() / out_features(), N = out_features(), K = w_.value.dim(1);
   const bool lsq = xraw_.defined();
   Tensor dx = need_dx || lsq ? Tensor::empty({M, K}) : Tensor();
   linear_backward(x_.f32(), quant_ ? wq_.f32() : w_.value.f32(), dy.f32(), dx.defined() ? dx.f32() : nullptr,
@@ -112,9 +131,9 @@ Tensor TrainLinear::backward(const Tensor& dy, bool need_dx) {
 }
 
 void TrainLinear::learn_rounding(const Tensor& float_weight) {
-  check(quant_, w_.name + ": only quantised layers have a rounding to learn");
+  check(quant_ && !down_, w_.name + ": only quantised (not low-rank) layers have a rounding to learn");
   check(float_weight.shape() == w_.value.shape(), w_.name + ": float weights of the wrong shape for rounding");
-  const int64_t N = out_features(), K = in_features();
+  const int64_t N = out_features(), K = w_.value.dim(1);
   w_.value = float_weight.clone();
   wfloor_ = Tensor::empty({N, K});
   alpha_ = make_param(w_.name + ".adaround", Tensor::empty({N, K}), false);
@@ -127,7 +146,7 @@ void TrainLinear::learn_rounding(const Tensor& float_weight) {
 }
 
 bool TrainLinear::learn_act_scale() {
-  check(quant_, w_.name + ": only quantised layers have an input quantiser to learn");
+  check(quant_ && !down_, w_.name + ": only quantised (not low-rank) layers have an input quantiser to learn");
   if (act_.dynamic) return false;
   ascale_ = make_param(w_.name + ".input_scale", Tensor::from({1}, {act_.scale}), false);
   return true;
@@ -139,7 +158,7 @@ void TrainLinear::learned(std::vector<Param*>& rounding, std::vector<Param*>& sc
 }
 
 Tensor TrainLinear::codes() const {
-  const int64_t N = out_features(), K = in_features();
+  const int64_t N = out_features(), K = w_.value.dim(1);
   const int32_t lim = (1 << (wbits_ - 1)) - 1;
   Tensor c({N, K}, DType::i8);
   for (int64_t i = 0; i < N * K; ++i)
@@ -147,7 +166,7 @@ Tensor TrainLinear::codes() const {
   return c;
 }
 
-std::unique_ptr<nn::Linear> TrainLinear::to_linear() const {
+std::unique_ptr<nn::Linear> TrainLinear::own_linear() const {
   nn::DenseLinear dense(w_.value.clone(), b_.value.defined() ? b_.value.clone() : Tensor());
   if (!quant_) return std::make_unique<nn::DenseLinear>(std::move(dense));
   nn::ActQuant act = act_;
@@ -158,6 +177,7 @@ std::unique_ptr<nn::Linear> TrainLinear::to_linear() const {
 }
 
 void TrainLinear::collect(std::vector<Param*>& out) {
+  if (down_) down_->collect(out);
   out.push_back(&w_);
   if (b_.value.defined()) out.push_back(&b_);
 }

@@ -25,7 +25,8 @@ Param make_param(std::string name, const Tensor& value, bool decay);  // clones 
 // quantiser with the layer's own per-channel scales and bits; its inputs are fake-quantised as
 // the layer does at run time (static scale / zero point, or per token). Gradients pass where the
 // value was not clipped. to_linear() rounds the latent weights back to codes with the same scales.
-// (A low-rank layer would be two of these in a row: see docs/training.md.)
+// A low-rank layer (nn::LowRankLinear) is two of these in a row: this object is its `up` factor
+// and owns its `down` factor (each dense or quantised, as the layer's factors are).
 class TrainLinear {
  public:
   TrainLinear() = default;
@@ -35,9 +36,10 @@ class TrainLinear {
   Tensor backward(const Tensor& dy, bool need_dx);  // sets weight/bias grads; returns dx or {}
   std::unique_ptr<nn::Linear> to_linear() const;
   void collect(std::vector<Param*>& out);
-  int64_t in_features() const { return w_.value.dim(1); }
+  int64_t in_features() const { return down_ ? down_->in_features() : w_.value.dim(1); }
   int64_t out_features() const { return w_.value.dim(0); }
-  bool quantised() const { return quant_; }
+  bool quantised() const { return quant_ || (down_ && down_->quantised()); }
+  bool low_rank() const { return down_ != nullptr; }
 
   // Block reconstruction (compress/reconstruct), quantised layers only. learn_rounding: AdaRound
   // (train/learned_quant.h) - weights = s * clamp(floor(w / s) + h(alpha), -lim, lim) from the
@@ -59,6 +61,11 @@ class TrainLinear {
   Param alpha_, ascale_;           // AdaRound logits [out, in], LSQ step size [1] (when learned)
   Tensor wfloor_, xraw_;           // floor(w / s); the input before quantisation (LSQ)
   Tensor codes() const;            // the integer weight codes to_linear() stores
+  std::unique_ptr<TrainLinear> down_;  // low-rank layers: the first factor (this is the second)
+  // One factor (or the whole layer when not low rank).
+  Tensor forward_own(const Tensor& x);
+  Tensor backward_own(const Tensor& dy, bool need_dx);
+  std::unique_ptr<nn::Linear> own_linear() const;
 };
 
 struct TrainLayerNorm {

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "compress/capture.h"
 #include "compress/lowrank/allocate.h"
 #include "compress/lowrank/factorize.h"
 #include "compress/lowrank/sensitivity.h"
+#include "compress/reconstruct/reconstruct.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/preprocess.h"
@@ -111,6 +113,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   check(s.sensitivity_images >= 1, "low-rank: sensitivity images must be >= 1");
   check(!calib.empty(), "low-rank needs calibration images (--calib)");
 
+  check(s.refine_iters >= 0 && s.refine_batch >= 1 && s.refine_lr > 0, "low-rank: bad block refinement settings");
   std::vector<Layer> layers;
   std::map<std::string, size_t> index;
   for (auto& [name, slot] : model.linears()) {
@@ -123,6 +126,13 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   }
 
   for (auto& n : s.keep_dense) check(index.count(n) != 0, "low-rank: --keep-dense names no Linear layer: '" + n + "'");
+
+  std::optional<models::ViT> reference;  // the original (all layers dense here), for block refinement
+  if (s.refine_iters > 0) {
+    StateDict sd;
+    for (auto& [k, v] : model.state_dict()) sd[k] = v.clone();
+    reference = models::ViT::from_state_dict(model.cfg, sd, "the original model");
+  }
 
   // 1. X^T X of every layer's input on the FP32 model.
   {
@@ -259,6 +269,17 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   // 4. Error compensation.
   if (s.compensate) compensate(model, layers, s, calib, progress);
 
+  // 5. Block refinement.
+  nlohmann::json refinement = "off";
+  if (reference) {
+    RefineSettings rs;
+    rs.iters = s.refine_iters;
+    rs.batch = s.refine_batch;
+    rs.lr = s.refine_lr;
+    rs.progress = progress;
+    refinement = refine_blocks(model, *reference, calib, rs);
+  }
+
   const double after = flops ? double(model.macs_per_image()) : double(model.num_params());
   return {{"paper", "Azizi, Nazemi, Pedram - arXiv 2402.06004"},
           {"factorization", s.activation_aware ? "activation-aware" : "svd"},
@@ -270,6 +291,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
           {"sensitivity", probes},
           {"allocation_check", allocation_check},
           {"compensation", s.compensate ? "closed-form reduced-rank regression per layer, forward order, target: the FP32 layer on the compressed inputs" : "none"},
+          {"refinement", refinement},
           {"budget", {{flops ? "flops" : "params", s.fraction}}},
           {flops ? "macs_per_image" : "params", {{"before", total}, {"after", after}}},
           {"damping", s.damping},

@@ -175,4 +175,69 @@ nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_l
           {"calibration_images", int64_t(images.size())}, {"blocks", blocks}, {"seconds", secs}};
 }
 
+nlohmann::json RefineSettings::to_json() const {
+  return {{"iters", iters}, {"batch", batch}, {"lr", lr}, {"seed", seed}};
+}
+
+nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, const std::vector<std::string>& images,
+                             const RefineSettings& s) {
+  check(!images.empty(), "block refinement needs calibration images (--calib)");
+  check(s.iters >= 1 && s.batch >= 1 && s.lr > 0, "block refinement: steps, batch and learning rate must be positive");
+  check(model.blocks.size() == reference.blocks.size() && model.cfg.num_tokens() == reference.cfg.num_tokens() &&
+            model.cfg.embed_dim == reference.cfg.embed_dim,
+        "block refinement: the model and its reference differ in shape");
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t T = model.cfg.num_tokens(), C = model.cfg.embed_dim;
+  Tensor x = embed_all(model, images);
+  const int64_t n = x.dim(0) / T, B = std::min(s.batch, n);
+  nlohmann::json blocks = nlohmann::json::array();
+  for (size_t b = 0; b < model.blocks.size(); ++b) {
+    const std::string prefix = "blocks." + std::to_string(b);
+    Tensor target = x.clone(), before = x.clone();
+    run_block(reference.blocks[b], target, T);
+    run_block(model.blocks[b], before, T);
+    const double mse_before = token_mse(before, target);
+    train::TrainBlock tb(model.blocks[b], prefix);
+    std::vector<train::Param*> params;
+    tb.collect(params);
+    train::AdamW opt(params, {0.9, 0.999, 1e-8, 0.0});
+    Progress bar(prefix + " refine", s.iters);
+    Tensor xb = Tensor::empty({B * T, C}), yb = Tensor::empty({B * T, C});
+    for (int64_t step = 0; step < s.iters; ++step) {
+      const auto idx = train::batch_indices(s.seed + 7919 * (b + 1), step, B, size_t(n));
+      for (int64_t i = 0; i < B; ++i) {
+        const int64_t off = int64_t(idx[size_t(i)]) * T * C;
+        std::copy(x.f32() + off, x.f32() + off + T * C, xb.f32() + i * T * C);
+        std::copy(target.f32() + off, target.f32() + off + T * C, yb.f32() + i * T * C);
+      }
+      for (auto* p : params) std::fill(p->grad.f32(), p->grad.f32() + p->grad.numel(), 0.f);
+      Tensor out = tb.forward(xb, B, T), dy = Tensor::empty(out.shape());
+      double loss = 0;
+      const float scale = 2.f / float(out.numel());
+      for (int64_t i = 0; i < out.numel(); ++i) {
+        const float d = out.f32()[i] - yb.f32()[i];
+        loss += double(d) * d;
+        dy.f32()[i] = scale * d;
+      }
+      tb.backward(dy);
+      opt.step(train::cosine_lr(s.lr, step, s.iters, 0));
+      if (s.progress) bar.update(step + 1, fmt::format("mse {:.4g}", loss / double(out.numel())));
+    }
+    bar.finish();
+    model.blocks[b] = tb.to_block();
+    Tensor after = x.clone();
+    run_block(model.blocks[b], after, T);
+    const double mse_after = token_mse(after, target);
+    blocks.push_back({{"block", prefix}, {"output_mse_before", mse_before}, {"output_mse_after", mse_after}});
+    if (s.progress)
+      fmt::print(stderr, "{}: output MSE vs the reference block {:.4g} -> {:.4g} (calibration images)\n", prefix,
+                 mse_before, mse_after);
+    x = std::move(after);
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {{"method", "block-wise Adam on every parameter, target: the reference block on the refined inputs"},
+          {"settings", s.to_json()}, {"calibration_images", int64_t(images.size())}, {"blocks", blocks},
+          {"seconds", secs}};
+}
+
 }  // namespace vs::compress

@@ -48,4 +48,24 @@ nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_l
                            const models::ViT& reference, const std::vector<std::string>& images,
                            const ReconstructSettings& s);
 
+// Block reconstruction of a float model whose Linear layers were approximated (low rank:
+// compress/lowrank), i.e. layer-wise error compensation by gradient steps on a block's output
+// (Azizi et al.'s compensation uses each layer's output; a block's output also sees how the
+// errors of its layers combine). Block by block, in order: inputs X' = the output of the
+// already-refined blocks before it; target = the reference block on the same X' (not the FP32
+// model's own activations: least squares towards those from perturbed inputs shrinks the
+// weights, docs/lowrank.md); every parameter of the block (Linear factors and biases, LayerNorms)
+// trained by Adam, learning rate `lr` cosine-decayed to 0 over `iters` steps of `batch` images;
+// loss: mean squared error over the block's outputs. Returns config.json's "refinement" section.
+struct RefineSettings {
+  int64_t iters = 200;
+  int64_t batch = 16;
+  double lr = 1e-4;
+  uint64_t seed = 0;
+  bool progress = true;
+  nlohmann::json to_json() const;
+};
+nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, const std::vector<std::string>& images,
+                             const RefineSettings& s);
+
 }  // namespace vs::compress
