@@ -21,6 +21,8 @@ for r in "$@"; do
     r90) row 0.9_refine200 0.9 --refine-steps 200 ;;
     r70) row 0.7_refine200 0.7 --refine-steps 200 ;;
     r60) row 0.6_refine200 0.6 --refine-steps 200 ;;
+    lr1e3) row 0.8_refine200_lr1e-3 0.8 --refine-steps 200 --refine-lr 1e-3 ;;
+    lr3_500) row 0.8_refine500_lr3e-4 0.8 --refine-steps 500 --refine-lr 3e-4 ;;
     uni) row 0.8_uniform_refine200 0.8 --allocation uniform --refine-steps 200 ;;
   esac
 done
