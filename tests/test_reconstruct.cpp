@@ -167,4 +167,13 @@ TEST(Reconstruct, RefineLowRankBlocksLowersErrorKeepsRanks) {
   compress::refine_blocks(b, fp, images, rs);
   const Tensor la = last_block_output(a, images), lb = last_block_output(b, images);
   EXPECT_EQ(std::memcmp(la.f32(), lb.f32(), size_t(la.numel()) * 4), 0);
+  // BRECQ-style target (the original block on the original's own inputs): also lowers the error,
+  // and is a different fit.
+  models::ViT c = compressed();
+  rs.target_original_inputs = true;
+  auto section_c = compress::refine_blocks(c, fp, images, rs);
+  const Tensor lc = last_block_output(c, images);
+  EXPECT_LT(mse(lc, target), 0.8 * before);
+  EXPECT_NE(std::memcmp(la.f32(), lc.f32(), size_t(la.numel()) * 4), 0);
+  EXPECT_EQ(section_c["settings"]["target"], "original block on its own inputs");
 }

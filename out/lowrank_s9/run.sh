@@ -26,3 +26,9 @@ for r in "$@"; do
     uni) row 0.8_uniform_refine200 0.8 --allocation uniform --refine-steps 200 ;;
   esac
 done
+# (after --refine-to-original)
+for r in "$@"; do
+  case $r in
+    orig) row 0.8_refine200_to_original 0.8 --refine-to-original ;;
+  esac
+done

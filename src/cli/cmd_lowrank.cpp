@@ -26,6 +26,7 @@ void add_lowrank(CLI::App& app) {
     int batch = 16, sensitivity_images = 16;
     int64_t refine_steps = 200, refine_batch = 16;
     double refine_lr = 1e-3;
+    bool refine_to_original = false;
     std::vector<std::string> keep_dense;
   };
   auto a = std::make_shared<Args>();
@@ -71,6 +72,9 @@ void add_lowrank(CLI::App& app) {
                   "after compensation, refine block by block: Adam steps on every parameter of the block towards the\n"
                   "original block's output on the same (compressed) inputs (200; 0: off)")
       ->check(CLI::Range(int64_t(0), int64_t(1000000)));
+  cmd->add_flag("--refine-to-original", a->refine_to_original,
+                "refinement target: the original block on the original model's own inputs (BRECQ-style)\n"
+                "instead of on the same refined inputs");
   cmd->add_option("--refine-batch", a->refine_batch, "images per refinement step (16)")->check(CLI::Range(int64_t(1), int64_t(4096)));
   cmd->add_option("--refine-lr", a->refine_lr, "refinement learning rate, cosine-decayed to 0 (1e-3)")
       ->check(CLI::Range(1e-8, 1.0));
@@ -95,6 +99,7 @@ void add_lowrank(CLI::App& app) {
     s.refine_iters = a->refine_steps;
     s.refine_batch = a->refine_batch;
     s.refine_lr = a->refine_lr;
+    s.refine_to_original = a->refine_to_original;
     const int64_t params = m.num_params(), macs = m.macs_per_image();
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});

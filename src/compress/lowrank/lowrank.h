@@ -56,6 +56,7 @@ struct LowRankSettings {
   int64_t refine_iters = 200;
   int64_t refine_batch = 16;
   double refine_lr = 1e-3;
+  bool refine_to_original = false;  // RefineSettings::target_original_inputs
 };
 
 // Compresses `model` in place (its Linear layers must all be dense). calib_images: paths,

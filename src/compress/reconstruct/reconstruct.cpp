@@ -176,7 +176,8 @@ nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_l
 }
 
 nlohmann::json RefineSettings::to_json() const {
-  return {{"iters", iters}, {"batch", batch}, {"lr", lr}, {"seed", seed}};
+  return {{"iters", iters}, {"batch", batch}, {"lr", lr}, {"seed", seed},
+          {"target", target_original_inputs ? "original block on its own inputs" : "original block on the refined inputs"}};
 }
 
 nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, const std::vector<std::string>& images,
@@ -189,12 +190,14 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t T = model.cfg.num_tokens(), C = model.cfg.embed_dim;
   Tensor x = embed_all(model, images);
+  Tensor xf = s.target_original_inputs ? x.clone() : Tensor();  // the reference's own block inputs
   const int64_t n = x.dim(0) / T, B = std::min(s.batch, n);
   nlohmann::json blocks = nlohmann::json::array();
   for (size_t b = 0; b < model.blocks.size(); ++b) {
     const std::string prefix = "blocks." + std::to_string(b);
-    Tensor target = x.clone(), before = x.clone();
+    Tensor target = s.target_original_inputs ? xf.clone() : x.clone(), before = x.clone();
     run_block(reference.blocks[b], target, T);
+    if (s.target_original_inputs) xf = target.clone();
     run_block(model.blocks[b], before, T);
     const double mse_before = token_mse(before, target);
     train::TrainBlock tb(model.blocks[b], prefix);

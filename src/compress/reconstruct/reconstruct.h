@@ -63,6 +63,8 @@ struct RefineSettings {
   double lr = 1e-4;
   uint64_t seed = 0;
   bool progress = true;
+  // Target the reference block's output on the reference's own inputs (BRECQ-style) instead.
+  bool target_original_inputs = false;
   nlohmann::json to_json() const;
 };
 nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, const std::vector<std::string>& images,
