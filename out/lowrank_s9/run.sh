@@ -32,3 +32,13 @@ for r in "$@"; do
     orig) row 0.8_refine200_to_original 0.8 --refine-to-original ;;
   esac
 done
+# (after the review: the refinement's loss is train::mse_loss, whose gradient is rounded from double)
+for r in "$@"; do
+  case $r in
+    d80) row 0.8_default_r 0.8 ;;
+    d90) row 0.9_default_r 0.9 ;;
+    d70) row 0.7_default_r 0.7 ;;
+    d60) row 0.6_default_r 0.6 ;;
+    orig_r) row 0.8_to_original_r 0.8 --refine-to-original ;;
+  esac
+done

@@ -43,8 +43,10 @@ Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, 
     }
     const Tensor images = load_batch(paths, model.cfg.pre);
     Tensor logits = model.forward(images);
+    std::vector<int> pred;  // top-1 class of each image
     for (size_t i = s; i < e; ++i) {
       auto top = topk(logits.f32() + (i - s) * size_t(K), K, 5);
+      pred.push_back(top[0].first);
       c1 += top[0].first == samples[i].label;
       for (auto& [c, v] : top) c5 += c == samples[i].label;
     }
@@ -53,8 +55,7 @@ Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, 
       const Tensor ref = reference->forward(images);
       ref_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
       kl_sum += compress::mean_kl(ref, logits) * double(e - s);
-      for (size_t i = s; i < e; ++i)
-        agree += topk(ref.f32() + (i - s) * size_t(K), K, 1)[0].first == topk(logits.f32() + (i - s) * size_t(K), K, 1)[0].first;
+      for (size_t i = s; i < e; ++i) agree += topk(ref.f32() + (i - s) * size_t(K), K, 1)[0].first == pred[i - s];
     }
     if (progress)
       bar.update(int64_t(e), fmt::format("top1 {:.2f}%", 100.0 * double(c1) / double(e)));

@@ -494,17 +494,16 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     bar.finish();
     // The check against uniform bits on images the search did not see (PtqSettings::mp_check_images).
     nlohmann::json check_report = "off";
-    std::vector<int> sorted = s.mp_candidates;
-    std::sort(sorted.begin(), sorted.end());
-    const auto ub_it = std::upper_bound(sorted.begin(), sorted.end(), int(std::floor(s.avg_bits)));
+    int ub = 0;  // the uniform width: the largest candidate <= the target
+    for (int c : s.mp_candidates)
+      if (c <= s.avg_bits) ub = std::max(ub, c);
     if (!r.reached) {
       check_report = "skipped: target not reached";
     } else if (!check_images.defined()) {
       check_report = "skipped: no calibration images beyond the search's";
-    } else if (ub_it == sorted.begin()) {
+    } else if (ub == 0) {
       check_report = "skipped: no candidate at or below the target";
     } else {
-      const int ub = *(ub_it - 1);
       const double kl_mixed = compress::mean_kl(check_ref, model.forward(check_images));
       for (size_t i = 0; i < weights.size(); ++i) set(i, ub);
       const double kl_uniform = compress::mean_kl(check_ref, model.forward(check_images));

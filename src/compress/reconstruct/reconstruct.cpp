@@ -10,6 +10,7 @@
 #include "io/preprocess.h"
 #include "nn/quant_linear.h"
 #include "train/layers.h"
+#include "train/loss.h"
 #include "train/learned_quant.h"
 #include "train/optim.h"
 #include "train/sampling.h"
@@ -213,18 +214,11 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
         std::copy(x.f32() + off, x.f32() + off + T * C, xb.f32() + i * T * C);
         std::copy(target.f32() + off, target.f32() + off + T * C, yb.f32() + i * T * C);
       }
-      for (auto* p : params) std::fill(p->grad.f32(), p->grad.f32() + p->grad.numel(), 0.f);
-      Tensor out = tb.forward(xb, B, T), dy = Tensor::empty(out.shape());
-      double loss = 0;
-      const float scale = 2.f / float(out.numel());
-      for (int64_t i = 0; i < out.numel(); ++i) {
-        const float d = out.f32()[i] - yb.f32()[i];
-        loss += double(d) * d;
-        dy.f32()[i] = scale * d;
-      }
+      Tensor dy;  // (backward writes every parameter's gradient: nothing to zero)
+      const double loss = train::mse_loss(tb.forward(xb, B, T), yb, 1.f, dy);
       tb.backward(dy);
       opt.step(train::cosine_lr(s.lr, step, s.iters, 0));
-      if (s.progress) bar.update(step + 1, fmt::format("mse {:.4g}", loss / double(out.numel())));
+      if (s.progress) bar.update(step + 1, fmt::format("mse {:.4g}", loss));
     }
     bar.finish();
     model.blocks[b] = tb.to_block();
@@ -238,7 +232,7 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
     x = std::move(after);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {{"method", "block-wise Adam on every parameter, target: the reference block on the refined inputs"},
+  return {{"method", "block-wise Adam on every parameter of the block, towards the reference block (settings.target)"},
           {"settings", s.to_json()}, {"calibration_images", int64_t(images.size())}, {"blocks", blocks},
           {"seconds", secs}};
 }

@@ -60,7 +60,7 @@ nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_l
 struct RefineSettings {
   int64_t iters = 200;
   int64_t batch = 16;
-  double lr = 1e-4;
+  double lr = 1e-3;
   uint64_t seed = 0;
   bool progress = true;
   // Target the reference block's output on the reference's own inputs (BRECQ-style) instead.
