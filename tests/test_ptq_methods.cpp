@@ -210,6 +210,85 @@ TEST(MixedPrecision, GreedyFollowsLossPerBitAndStopsAtTarget) {
   EXPECT_GT(quant::average_bits(bits, weights, {0, 0, 1, 1}, 1), 6.5 - 1.0);  // no group lowered past need
 }
 
+// The knapsack allocation: measures each item alone (the others at the top width, as on entry);
+// on an additive loss it then finds the best assignment under the budget (checked against every
+// assignment) and beats the uniform baseline; on a loss where the items' changes do not add up it
+// measures its choice, finds it worse than the baseline and keeps the baseline.
+TEST(MixedPrecision, KnapsackFindsTheBestBudgetedAssignmentAndNeverLosesToTheBaseline) {
+  const std::vector<int64_t> weights{100, 300, 200, 50, 100};
+  const std::vector<int> cands{4, 5, 6, 8};
+  const std::vector<double> sens{1.0, 0.2, 0.5, 30.0, 3.0};  // loss: sens * weight * 2^-2b per item
+  auto loss_of = [&](const std::vector<int>& b) {
+    double l = 0;
+    for (size_t i = 0; i < b.size(); ++i) l += sens[i] * double(weights[i]) * std::ldexp(1.0, -2 * b[i]);
+    return l;
+  };
+  std::vector<int> bits(5, 8);
+  int64_t calls = 0;
+  bool restored = false;
+  auto loss_with = [&](size_t l, int b) {
+    ++calls;
+    EXPECT_FALSE(restored);
+    EXPECT_EQ(std::count(bits.begin(), bits.end(), 8), 5);  // measured alone
+    auto t = bits;
+    t[l] = b;
+    return loss_of(t);
+  };
+  auto set = [&](size_t l, int b) { bits[l] = b; };
+  auto loss_now = [&] { ++calls; return loss_of(bits); };
+  const std::vector<int> uniform(5, 5);
+  auto restore = [&] { restored = true; };
+  auto r = quant::knapsack_mixed_precision(weights, cands, 5.0, loss_of(bits), loss_with, set, restore, loss_now, uniform);
+  EXPECT_TRUE(restored);
+  EXPECT_EQ(calls, r.measurements);
+  EXPECT_EQ(r.measurements, 5 * 4 + 2);
+  EXPECT_TRUE(r.reached);
+  EXPECT_TRUE(r.kept_chosen);
+  EXPECT_LE(r.avg_bits, 5.0);
+  EXPECT_EQ(r.bits, bits);
+  EXPECT_DOUBLE_EQ(r.loss, loss_of(bits));
+  EXPECT_DOUBLE_EQ(r.baseline_loss, loss_of(uniform));
+  EXPECT_LT(r.loss, r.baseline_loss);
+  double best = 1e300;  // every assignment within the budget
+  std::vector<int> t(5);
+  for (int code = 0; code < 4 * 4 * 4 * 4 * 4; ++code) {
+    for (int i = 0, c = code; i < 5; ++i, c /= 4) t[size_t(i)] = cands[size_t(c % 4)];
+    if (quant::average_bits(t, weights) <= 5.0) best = std::min(best, loss_of(t));
+  }
+  EXPECT_DOUBLE_EQ(r.loss, best);
+  EXPECT_NEAR(loss_of(std::vector<int>(5, 8)) + r.predicted, r.loss, 1e-12);  // additive: predicted exactly
+  EXPECT_GT(bits[3], 5);  // the small sensitive item gets more bits, the large insensitive one fewer
+  EXPECT_LT(bits[1], 5);
+  EXPECT_FALSE(r.steps.empty());
+  // A loss whose item changes do not add up (more than one item off the top width costs a lot):
+  // the choice is measured, found worse than the baseline and undone.
+  bits.assign(5, 8);
+  auto coupled = [&](const std::vector<int>& b) {
+    const auto off = std::count_if(b.begin(), b.end(), [](int x) { return x != 8; });
+    return loss_of(b) + (off > 1 && b != uniform ? 100.0 : 0.0);
+  };
+  auto r2 = quant::knapsack_mixed_precision(
+      weights, cands, 5.0, coupled(bits), [&](size_t l, int b) { auto u = bits; u[l] = b; return coupled(u); }, set,
+      [] {}, [&] { return coupled(bits); }, uniform);
+  EXPECT_FALSE(r2.kept_chosen);
+  EXPECT_GT(r2.chosen_loss, r2.baseline_loss);
+  EXPECT_EQ(bits, uniform);
+  EXPECT_EQ(r2.bits, uniform);
+  EXPECT_DOUBLE_EQ(r2.loss, coupled(uniform));
+  EXPECT_TRUE(r2.steps.empty());
+  // The noise guard: an item that measures better at fewer bits (noise) is not credited for it.
+  bits.assign(5, 8);
+  auto noisy = [&](size_t l, int b) { auto u = bits; u[l] = b; return loss_of(u) - (l == 1 && b == 4 ? 100.0 : 0.0); };
+  auto r3 = quant::knapsack_mixed_precision(weights, cands, 5.0, loss_of(bits), noisy, set, [] {}, loss_now, uniform);
+  for (auto& item : r3.sensitivity)
+    for (size_t k = 0; k < item.size(); ++k) {
+      EXPECT_GE(item[k].second, 0.0);
+      if (k + 1 < item.size()) EXPECT_GE(item[k].second, item[k + 1].second);
+    }
+  EXPECT_DOUBLE_EQ(r3.sensitivity[1][0].second, r3.sensitivity[1][1].second);  // 4 bits costs what 5 bits does
+  EXPECT_TRUE(r3.reached);
+}
+
 // End to end on a tiny model: OPT-m + RepQ + mixed precision quantise, report the bits of every
 // layer, save and load to the same logits, and run integer == simulated.
 TEST(PtqMethods, TinyModelMixedOptMRepqSavesLoadsAndRunsExactly) {
@@ -428,4 +507,40 @@ TEST(MixedPrecision, HeldOutCheckKeepsTheBetterOfGreedyAndUniform) {
   s.mp_images = 4;
   auto section = quant::quantize_model(m, s, test::random_images(tmp, 4), false);
   EXPECT_NE(section["mixed_precision"]["check"].get<std::string>().find("skipped"), std::string::npos);
+}
+
+// --mp-search knapsack end to end on the tiny model: every layer's sensitivity at every candidate
+// is reported, the model returned is the assignment the report names (chosen or uniform, the one
+// with the lower KL on the search images, which is kl_final), within the budget; no check -> "off".
+TEST(MixedPrecision, KnapsackSearchOnAModelKeepsTheBetterOfItsChoiceAndUniform) {
+  test::TempDir tmp;
+  models::ViT m = models::load_model(test::write_tiny_model(tmp));
+  auto images = test::random_images(tmp, 4);
+  const Tensor batch = load_batch(images, m.cfg.pre), ref = m.forward(batch);
+  quant::PtqSettings s;
+  s.wbits = s.abits = 6;
+  s.avg_bits = 5.0;
+  s.mp_images = 4;
+  s.mp_check_images = 0;
+  s.mp_search = quant::PtqSettings::MixedSearch::knapsack;
+  auto section = quant::quantize_model(m, s, images, false);
+  const auto& mp = section.at("mixed_precision");
+  EXPECT_EQ(mp.at("search"), "knapsack");
+  EXPECT_EQ(mp.at("check"), "off");
+  const auto& k = mp.at("knapsack");
+  ASSERT_EQ(mp.at("sensitivity").size(), mp.at("bits").size());
+  for (auto& [name, sens] : mp.at("sensitivity").items()) {
+    ASSERT_EQ(sens.size(), 4u) << name;  // candidates 4 5 6 8
+    EXPECT_GE(sens.at("4").get<double>(), sens.at("8").get<double>()) << name;
+  }
+  const bool chosen = k.at("kept") == "chosen";
+  const double kl_chosen = k.at("kl_chosen"), kl_uniform = k.at("kl_uniform");
+  EXPECT_EQ(chosen, kl_chosen < kl_uniform);
+  EXPECT_EQ(compress::mean_kl(ref, m.forward(batch)), std::min(kl_chosen, kl_uniform));
+  EXPECT_EQ(mp.at("kl_final").get<double>(), std::min(kl_chosen, kl_uniform));
+  EXPECT_LE(mp.at("avg_wbits").get<double>(), 5.0);
+  for (auto& [name, b] : mp.at("bits").items()) {
+    EXPECT_EQ(section["layers"][name]["wbits"].get<int>(), b.at("wbits").get<int>()) << name;
+    EXPECT_EQ(b.at("wbits").get<int>(), chosen ? k.at("chosen").at(name).get<int>() : 5) << name;
+  }
 }

@@ -47,6 +47,7 @@ void add_quantize(CLI::App& app) {
     std::vector<int> mp_bits{4, 5, 6, 8};
     int mp_images = 16;
     int mp_check_images = 64;
+    std::string mp_search = "greedy";
     bool mp_weights_only = false, mp_separate = false;
     compress::ReconstructSettings recon;
     std::string method = "static", probs = "uniform", calib, split, out, wobs = "mse", aobs = "minmax";
@@ -116,6 +117,12 @@ void add_quantize(CLI::App& app) {
       ->excludes("--mp-weights-only");
   cmd->add_option("--mp-images", a->mp_images, "calibration images the --avg-bits search measures KL on (16)")
       ->check(CLI::Range(1, 1024));
+  cmd->add_option("--mp-search", a->mp_search,
+                  "how --avg-bits chooses the bits: greedy (MPTQ-ViT: all layers at the highest candidate, lowered\n"
+                  "one step at a time) or knapsack (each layer's KL change measured alone, the others at the highest\n"
+                  "candidate, then the exact best assignment under the budget if those changes add up; kept only\n"
+                  "if its measured KL is below uniform bits'). Default greedy")
+      ->check(CLI::IsMember({"greedy", "knapsack"}));
   cmd->add_option("--mp-check-images", a->mp_check_images,
                   "after the --avg-bits search, compare its assignment with uniform bits (every layer at the largest\n"
                   "candidate <= --avg-bits) by KL on up to this many calibration images the search did not use,\n"
@@ -176,6 +183,7 @@ void add_quantize(CLI::App& app) {
     s.mp_candidates = a->mp_bits;
     s.mp_images = a->mp_images;
     s.mp_check_images = a->mp_check_images;
+    s.mp_search = a->mp_search == "knapsack" ? quant::PtqSettings::MixedSearch::knapsack : quant::PtqSettings::MixedSearch::greedy;
     s.mp_bits = a->mp_separate       ? quant::PtqSettings::MixedBits::separate
                 : a->mp_weights_only ? quant::PtqSettings::MixedBits::weights
                                      : quant::PtqSettings::MixedBits::tied;
@@ -238,9 +246,9 @@ void add_quantize(CLI::App& app) {
     }
     if (s.avg_bits > 0 && section["mixed_precision"].is_object()) {
       const auto& mp = section["mixed_precision"];
-      fmt::print("mixed precision ({}): average weight bits {:.3f}, input bits {:.3f} (target {}), KL vs FP32 {:.4g} -> "
+      fmt::print("mixed precision ({}, {}): average weight bits {:.3f}, input bits {:.3f} (target {}), KL vs FP32 {:.4g} -> "
                  "{:.4g}, {} steps, {} measurements, {:.0f} s; bits per layer:\n",
-                 mp["varies"].get<std::string>(), mp["avg_wbits"].get<double>(), mp["avg_abits"].get<double>(), s.avg_bits,
+                 mp["search"].get<std::string>(), mp["varies"].get<std::string>(), mp["avg_wbits"].get<double>(), mp["avg_abits"].get<double>(), s.avg_bits,
                  mp["kl_start"].get<double>(), mp["kl_final"].get<double>(), mp["steps"].size(),
                  mp["measurements"].get<int64_t>(), mp["seconds"].get<double>());
       for (auto& [name, b] : mp["bits"].items())

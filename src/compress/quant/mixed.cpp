@@ -1,6 +1,8 @@
 #include "compress/quant/mixed.h"
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <limits>
 
 #include "core/error.h"
@@ -99,6 +101,121 @@ MixedResult greedy_mixed_precision(const std::vector<int64_t>& weights, std::vec
     else next[best].bits = 0;
     if (progress) progress(int64_t(r.steps.size()));
   }
+  return r;
+}
+
+}  // namespace vs::quant
+
+namespace vs::quant {
+namespace {
+
+// Per item the index into `options[i]` minimising the summed cost under sum(units * bits) <= cap;
+// options[i][k] = {bits, cost}. Units are small integers (the budget is at most a few thousand
+// units, see below), so the table is small. Ties go to the first option (deterministic).
+std::vector<size_t> knapsack(const std::vector<int64_t>& units, const std::vector<std::vector<std::pair<int, double>>>& options,
+                             int64_t cap) {
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> best(size_t(cap) + 1, inf), next;
+  best[0] = 0;  // best[c]: least cost of the items so far using exactly c units
+  std::vector<std::vector<int16_t>> choice(units.size(), std::vector<int16_t>(size_t(cap) + 1, -1));
+  for (size_t i = 0; i < units.size(); ++i) {
+    next.assign(size_t(cap) + 1, inf);
+    for (int64_t c = 0; c <= cap; ++c) {
+      if (best[size_t(c)] == inf) continue;
+      for (size_t k = 0; k < options[i].size(); ++k) {
+        const int64_t to = c + units[i] * options[i][k].first;
+        if (to > cap) continue;
+        const double v = best[size_t(c)] + options[i][k].second;
+        if (v < next[size_t(to)]) next[size_t(to)] = v, choice[i][size_t(to)] = int16_t(k);
+      }
+    }
+    best.swap(next);
+  }
+  int64_t at = -1;
+  for (int64_t c = 0; c <= cap; ++c)
+    if (best[size_t(c)] < inf && (at < 0 || best[size_t(c)] < best[size_t(at)])) at = c;
+  check(at >= 0, "mixed precision: no assignment meets the target");
+  std::vector<size_t> pick(units.size());
+  for (size_t i = units.size(); i-- > 0;) {
+    pick[i] = size_t(choice[i][size_t(at)]);
+    at -= units[i] * options[i][pick[i]].first;
+  }
+  return pick;
+}
+
+}  // namespace
+
+MixedResult knapsack_mixed_precision(const std::vector<int64_t>& weights, std::vector<int> candidates,
+                                     double target_avg, double start_loss,
+                                     const std::function<double(size_t, int)>& loss_with,
+                                     const std::function<void(size_t, int)>& set,
+                                     const std::function<void()>& restore,
+                                     const std::function<double()>& loss_now,
+                                     const std::vector<int>& baseline,
+                                     const std::function<void(int64_t)>& progress, const std::vector<int>& group) {
+  check(!candidates.empty(), "mixed precision: no candidate bit widths");
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  const size_t L = weights.size();
+  check(baseline.size() == L && (group.empty() || group.size() == L), "mixed precision: one baseline width and group per item");
+  for (int64_t w : weights) check(w > 0, "mixed precision: every layer needs a positive weight count");
+  const int G = group.empty() ? 1 : *std::max_element(group.begin(), group.end()) + 1;
+  auto group_of = [&](size_t l) { return group.empty() ? 0 : group[l]; };
+  MixedResult r;
+  // Isolated sensitivities (every other item as on entry), then the noise guard: >= 0 and no
+  // larger at more bits.
+  r.sensitivity.resize(L);
+  int64_t done = 0;
+  for (size_t l = 0; l < L; ++l) {
+    for (int c : candidates) {
+      r.sensitivity[l].push_back({c, std::max(0.0, loss_with(l, c) - start_loss)});
+      ++r.measurements;
+      if (progress) progress(++done);
+    }
+    for (size_t k = candidates.size() - 1; k-- > 0;)
+      r.sensitivity[l][k].second = std::max(r.sensitivity[l][k].second, r.sensitivity[l][k + 1].second);
+  }
+  restore();
+  // One knapsack per group. Budget units: the weights over their common divisor, or (when that
+  // leaves too many units) rounded up to 1/4096 of the group's total, so the table stays small and
+  // the rounded budget never admits an assignment over the real one.
+  std::vector<int> chosen(L);
+  for (int g = 0; g < G; ++g) {
+    std::vector<size_t> items;
+    int64_t gcd = 0, total = 0;
+    for (size_t l = 0; l < L; ++l)
+      if (group_of(l) == g) items.push_back(l), gcd = std::gcd(gcd, weights[l]), total += weights[l];
+    const int64_t unit = total / gcd > 4096 ? (total + 4095) / 4096 : gcd;
+    std::vector<int64_t> units;
+    std::vector<std::vector<std::pair<int, double>>> opts;
+    for (size_t l : items) units.push_back((weights[l] + unit - 1) / unit), opts.push_back(r.sensitivity[l]);
+    const auto cap = int64_t(std::floor(target_avg * double(total) / double(unit) + 1e-9));
+    const std::vector<size_t> pick = knapsack(units, opts, cap);
+    for (size_t k = 0; k < items.size(); ++k) chosen[items[k]] = opts[k][pick[k]].first, r.predicted += opts[k][pick[k]].second;
+  }
+  for (size_t l = 0; l < L; ++l) set(l, baseline[l]);
+  r.baseline_loss = loss_now();
+  for (size_t l = 0; l < L; ++l) set(l, chosen[l]);
+  r.chosen_loss = loss_now();
+  r.measurements += 2;
+  r.kept_chosen = r.chosen_loss < r.baseline_loss;
+  r.chosen = chosen;
+  if (r.kept_chosen) {
+    r.bits = chosen;
+    r.loss = r.chosen_loss;
+  } else {  // not better than the baseline on the measured images
+    for (size_t l = 0; l < L; ++l) set(l, baseline[l]);
+    r.bits = baseline;
+    r.loss = r.baseline_loss;
+  }
+  r.group_avg_bits.resize(size_t(G));
+  for (int g = 0; g < G; ++g) r.group_avg_bits[size_t(g)] = average_bits(r.bits, weights, group, g);
+  r.avg_bits = *std::max_element(r.group_avg_bits.begin(), r.group_avg_bits.end());
+  r.reached = r.avg_bits <= target_avg + 1e-9;
+  for (size_t l = 0; l < L; ++l)
+    if (r.bits[l] != baseline[l])
+      for (auto& [c, d] : r.sensitivity[l])
+        if (c == r.bits[l]) r.steps.push_back({l, baseline[l], c, d, r.group_avg_bits[size_t(group_of(l))]});
   return r;
 }
 

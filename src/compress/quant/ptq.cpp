@@ -487,17 +487,50 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       cur_w[l] = wb;
       cur_a[l] = ab;
     };
-    const double start = kl_from(0);
-    Progress bar("mixed precision steps", int64_t(weights.size() * (s.mp_candidates.size() - 1)));
-    MixedResult r = greedy_mixed_precision(weights, s.mp_candidates, s.avg_bits, start, loss_with, set,
-                                           [&](int64_t step) { if (progress) bar.update(step); }, group);
-    bar.finish();
-    // The check against uniform bits on images the search did not see (PtqSettings::mp_check_images).
-    nlohmann::json check_report = "off";
     int ub = 0;  // the uniform width: the largest candidate <= the target
     for (int c : s.mp_candidates)
       if (c <= s.avg_bits) ub = std::max(ub, c);
-    if (!r.reached) {
+    const bool knap = s.mp_search == PtqSettings::MixedSearch::knapsack;
+    check(!knap || ub > 0, "mixed precision: the knapsack search starts from uniform bits and needs a candidate <= --avg-bits");
+    // The knapsack measures each item alone in the float model (mixed.h says why): every candidate
+    // is built first, then the mixed layers are swapped for their float versions and the attention
+    // quantisers switched off until restore().
+    std::vector<kernels::AttnQuant> attn_saved;
+    if (knap) {
+      for (size_t i = 0; i < weights.size(); ++i)
+        for (int c : s.mp_candidates)
+          if (auto [l, wb, ab] = bits_of(i, c); wb != cur_w[l] || ab != cur_a[l]) candidate(l, wb, ab);
+      for (size_t l = 0; l < L; ++l) {
+        std::unique_ptr<nn::Linear>& slot = *mp_layers[l].second;
+        built[{l, cur_w[l], cur_a[l]}] = std::move(slot);
+        slot = std::move(mp_dense.at(mp_layers[l].first));
+      }
+      for (auto& [qkv_name, o] : attn_obs) attn_saved.push_back(std::exchange(o.attn->quant, kernels::AttnQuant{}));
+      valid = 0;
+    }
+    auto restore = [&] {
+      size_t a = 0;
+      for (auto& [qkv_name, o] : attn_obs) o.attn->quant = attn_saved[a++];
+      for (size_t l = 0; l < L; ++l) {
+        std::unique_ptr<nn::Linear>& slot = *mp_layers[l].second;
+        mp_dense.at(mp_layers[l].first) = std::move(slot);
+        slot = std::move(built.at({l, cur_w[l], cur_a[l]}));
+      }
+      valid = 0;
+    };
+    const double start = kl_from(0);  // (every item at the highest candidate; knapsack: the float model)
+    const auto others = int64_t(weights.size() * (s.mp_candidates.size() - 1));
+    Progress bar(knap ? "mixed precision sensitivities" : "mixed precision steps", knap ? int64_t(weights.size() * s.mp_candidates.size()) : others);
+    auto tick = [&](int64_t step) { if (progress) bar.update(step); };
+    MixedResult r = knap ? knapsack_mixed_precision(weights, s.mp_candidates, s.avg_bits, start, loss_with, set, restore,
+                                                    [&] { return kl_from(0); }, std::vector<int>(weights.size(), ub), tick, group)
+                         : greedy_mixed_precision(weights, s.mp_candidates, s.avg_bits, start, loss_with, set, tick, group);
+    bar.finish();
+    // The check against uniform bits on images the search did not see (PtqSettings::mp_check_images).
+    nlohmann::json check_report = "off";
+    if (s.mp_check_images <= 0) {
+      // (off)
+    } else if (!r.reached) {
       check_report = "skipped: target not reached";
     } else if (!check_images.defined()) {
       check_report = "skipped: no calibration images beyond the search's";
@@ -513,8 +546,8 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       check_report = {{"images", check_images.dim(0)}, {"uniform_bits", ub}, {"kl_mixed", kl_mixed},
                       {"kl_uniform", kl_uniform}, {"kept", keep_uniform ? "uniform" : "mixed"}};
       if (progress)
-        fmt::print(stderr, "mixed precision check on {} held-out calibration images: KL {:.4f} greedy vs {:.4f} uniform {}-bit -> {} kept\n",
-                   check_images.dim(0), kl_mixed, kl_uniform, ub, keep_uniform ? "uniform" : "greedy");
+        fmt::print(stderr, "mixed precision check on {} held-out calibration images: KL {:.4f} mixed vs {:.4f} uniform {}-bit -> {} kept\n",
+                   check_images.dim(0), kl_mixed, kl_uniform, ub, keep_uniform ? "uniform" : "mixed");
     }
     nlohmann::json steps = nlohmann::json::array(), bits = nlohmann::json::object();
     for (auto& st : r.steps)
@@ -522,13 +555,32 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
                        {"from", st.from}, {"to", st.to}, {"kl_increase", st.loss_increase}, {"avg_bits", st.avg_bits}});
     for (size_t l = 0; l < L; ++l) bits[mp_layers[l].first] = {{"wbits", cur_w[l]}, {"abits", cur_a[l]}};
     const char* mode = s.mp_bits == MB::tied ? "tied" : s.mp_bits == MB::weights ? "weights" : "separate";
-    mp_report = {{"candidates", s.mp_candidates}, {"varies", mode}, {"target_avg_bits", s.avg_bits},
+    mp_report = {{"candidates", s.mp_candidates}, {"varies", mode}, {"search", knap ? "knapsack" : "greedy"}, {"target_avg_bits", s.avg_bits},
                  {"avg_wbits", average_bits(cur_w, std::vector<int64_t>(weights.begin(), weights.begin() + long(L)))},
                  {"avg_abits", average_bits(cur_a, std::vector<int64_t>(weights.begin(), weights.begin() + long(L)))},
-                 {"reached", r.reached}, {"images", mp_images.dim(0)}, {"kl_start", start}, {"kl_final", r.loss},
+                 {"reached", r.reached}, {"images", mp_images.dim(0)}, {"kl_start", knap ? r.baseline_loss : start}, {"kl_final", r.loss},
                  {"measurements", r.measurements},
                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
                  {"check", check_report}, {"bits", bits}, {"steps", steps}};
+    if (knap) {
+      double sum_uniform = 0;  // the allocation's objective at uniform bits, beside its optimum
+      for (auto& item : r.sensitivity)
+        for (auto& [c, d] : item) sum_uniform += c == ub ? d : 0.0;
+      auto item_name = [&](size_t i) {
+        return mp_layers[i % L].first + (s.mp_bits == MB::separate ? (i >= L ? " input" : " weights") : "");
+      };
+      nlohmann::json chosen = nlohmann::json::object();
+      for (size_t i = 0; i < r.chosen.size(); ++i) chosen[item_name(i)] = r.chosen[i];
+      mp_report["knapsack"] = {{"chosen", chosen}, {"kl_float_layers", start}, {"sensitivity_sum_uniform", sum_uniform},
+                               {"sensitivity_sum_chosen", r.predicted}, {"kl_uniform", r.baseline_loss},
+                               {"kl_chosen", r.chosen_loss}, {"kept", r.kept_chosen ? "chosen" : "uniform"}};
+      nlohmann::json sens = nlohmann::json::object();  // KL of each item alone (the rest float), guarded
+      for (size_t i = 0; i < r.sensitivity.size(); ++i) {
+        auto& e = sens[item_name(i)];
+        for (auto& [c, d] : r.sensitivity[i]) e[std::to_string(c)] = d;
+      }
+      mp_report["sensitivity"] = sens;
+    }
   }
   std::vector<std::string> float_points{"LayerNorm", "GELU", "softmax input", "residual adds"};
   if (s.dynamic || s.qk_bits >= 16) float_points.insert(float_points.begin(), "attention q, k");
