@@ -176,4 +176,16 @@ TEST(Reconstruct, RefineLowRankBlocksLowersErrorKeepsRanks) {
   EXPECT_LT(mse(lc, target), 0.8 * before);
   EXPECT_NE(std::memcmp(la.f32(), lc.f32(), size_t(la.numel()) * 4), 0);
   EXPECT_EQ(section_c["settings"]["target"], "original block on its own inputs");
+  // Augmented views of the calibration images in the training set: also lowers the error on the
+  // images themselves (measured 2.94 -> 2.36), is a different fit, and is deterministic.
+  rs.target_original_inputs = false;
+  rs.augment_views = 2;
+  models::ViT d = compressed(), e = compressed();
+  auto section_d = compress::refine_blocks(d, fp, images, rs);
+  compress::refine_blocks(e, fp, images, rs);
+  const Tensor ld = last_block_output(d, images), le = last_block_output(e, images);
+  EXPECT_LT(mse(ld, target), 0.9 * before);  // (fitted to the views too: less closely to the images)
+  EXPECT_NE(std::memcmp(la.f32(), ld.f32(), size_t(la.numel()) * 4), 0);
+  EXPECT_EQ(std::memcmp(ld.f32(), le.f32(), size_t(ld.numel()) * 4), 0);
+  EXPECT_EQ(section_d["settings"]["augment_views"], 2);
 }

@@ -27,6 +27,7 @@ void add_lowrank(CLI::App& app) {
     int64_t refine_steps = 200, refine_batch = 16;
     double refine_lr = 1e-3;
     bool refine_to_original = false;
+    int64_t refine_views = 3;
     std::vector<std::string> keep_dense;
   };
   auto a = std::make_shared<Args>();
@@ -75,6 +76,10 @@ void add_lowrank(CLI::App& app) {
   cmd->add_flag("--refine-to-original", a->refine_to_original,
                 "refinement target: the original block on the original model's own inputs (BRECQ-style)\n"
                 "instead of on the same refined inputs");
+  cmd->add_option("--refine-views", a->refine_views,
+                  "refinement: add this many augmented views (random resized crop, flip) of every calibration\n"
+                  "image to the refinement's training set (3; 0: the images only)")
+      ->check(CLI::Range(int64_t(0), int64_t(64)));
   cmd->add_option("--refine-batch", a->refine_batch, "images per refinement step (16)")->check(CLI::Range(int64_t(1), int64_t(4096)));
   cmd->add_option("--refine-lr", a->refine_lr, "refinement learning rate, cosine-decayed to 0 (1e-3)")
       ->check(CLI::Range(1e-8, 1.0));
@@ -100,6 +105,7 @@ void add_lowrank(CLI::App& app) {
     s.refine_batch = a->refine_batch;
     s.refine_lr = a->refine_lr;
     s.refine_to_original = a->refine_to_original;
+    s.refine_views = a->refine_views;
     const int64_t params = m.num_params(), macs = m.macs_per_image();
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});

@@ -277,6 +277,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     rs.batch = s.refine_batch;
     rs.lr = s.refine_lr;
     rs.target_original_inputs = s.refine_to_original;
+    rs.augment_views = s.refine_views;
     rs.progress = progress;
     refinement = refine_blocks(model, *reference, calib, rs);
   }

@@ -12,6 +12,7 @@
 #include "train/layers.h"
 #include "train/loss.h"
 #include "train/learned_quant.h"
+#include "train/augment.h"
 #include "train/optim.h"
 #include "train/sampling.h"
 
@@ -176,8 +177,36 @@ nlohmann::json reconstruct(models::ViT& quant, const quant::FloatLayers& float_l
           {"calibration_images", int64_t(images.size())}, {"blocks", blocks}, {"seconds", secs}};
 }
 
+// embed_all of the images followed by `views` augmented views of each (RefineSettings::augment_views).
+static Tensor embed_with_views(const models::ViT& m, const std::vector<std::string>& images, int64_t views,
+                               uint64_t seed) {
+  Tensor plain = embed_all(m, images);
+  if (views <= 0) return plain;
+  const int64_t T = m.cfg.num_tokens(), C = m.cfg.embed_dim, n = int64_t(images.size());
+  Tensor out = Tensor::empty({(views + 1) * n * T, C});
+  std::copy(plain.f32(), plain.f32() + plain.numel(), out.f32());
+  train::AugmentSettings aug;
+  aug.min_scale = 0.35;
+  aug.mix_prob = 0;
+  std::mt19937_64 rng(seed + 104729);
+  float* dst = out.f32() + n * T * C;
+  for (int64_t i = 0; i < n; i += kForwardImages) {  // all views of a chunk of images, decoded once
+    const int64_t e = std::min(n, i + kForwardImages);
+    std::vector<Image> decoded;
+    for (int64_t k = i; k < e; ++k) decoded.push_back(load_image(images[size_t(k)]));
+    std::vector<const Image*> batch;
+    for (auto& im : decoded) batch.push_back(&im);
+    for (int64_t v = 0; v < views; ++v) {
+      Tensor x = m.embed(train::augment_batch(batch, m.cfg.pre, aug, rng));
+      std::copy(x.f32(), x.f32() + x.numel(), dst);
+      dst += x.numel();
+    }
+  }
+  return out;
+}
+
 nlohmann::json RefineSettings::to_json() const {
-  return {{"iters", iters}, {"batch", batch}, {"lr", lr}, {"seed", seed},
+  return {{"iters", iters}, {"batch", batch}, {"lr", lr}, {"seed", seed}, {"augment_views", augment_views},
           {"target", target_original_inputs ? "original block on its own inputs" : "original block on the refined inputs"}};
 }
 
@@ -190,7 +219,7 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
         "block refinement: the model and its reference differ in shape");
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t T = model.cfg.num_tokens(), C = model.cfg.embed_dim;
-  Tensor x = embed_all(model, images);
+  Tensor x = embed_with_views(model, images, s.augment_views, s.seed);
   Tensor xf = s.target_original_inputs ? x.clone() : Tensor();  // the reference's own block inputs
   const int64_t n = x.dim(0) / T, B = std::min(s.batch, n);
   nlohmann::json blocks = nlohmann::json::array();

@@ -65,6 +65,10 @@ struct RefineSettings {
   bool progress = true;
   // Target the reference block's output on the reference's own inputs (BRECQ-style) instead.
   bool target_original_inputs = false;
+  // Augmented views (random resized crop, area >= 35 %, and flip; train/augment.h) of every
+  // calibration image added to the training set, drawn from `seed`: more distinct tokens for the
+  // same number of steps. 0: the images only.
+  int64_t augment_views = 0;
   nlohmann::json to_json() const;
 };
 nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, const std::vector<std::string>& images,
