@@ -3,7 +3,9 @@
 // with and without the fused GELU; and quantised models save, load and run through the CLI.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -69,6 +71,38 @@ TEST_P(QuantLinearBits, IntegerEqualsSimulated) {
 INSTANTIATE_TEST_SUITE_P(QuantLinear, QuantLinearBits,
                          ::testing::Combine(::testing::Values(8, 6, 4, 2), ::testing::Values(8, 7, 4),
                                             ::testing::Bool()));
+
+// oneDNN's integer GEMM against plain integer arithmetic at the shapes it takes different paths
+// for: a batch-1 GEMM of a few hundred rows is split by rows over the threads (gemm_int8.cpp),
+// with and without packed weights and a zero point; smaller and batched ones are not.
+TEST(IntGemm, OneDnnEqualsPlainIntegersWhenSplitByRows) {
+  if (!kernels::cpu_has_vnni()) GTEST_SKIP() << "no VNNI: oneDNN's u8s8 path may saturate, the float-exact engine is used";
+  std::mt19937 rng(5);
+  for (auto [batch, M, N, K] : {std::array<int64_t, 4>{1, 197, 96, 64}, {1, 198, 40, 48}, {1, 20, 32, 16}, {3, 70, 24, 32}}) {
+    std::vector<uint8_t> a(size_t(batch * M * K));
+    std::vector<int8_t> b(size_t(batch * N * K));
+    for (auto& v : a) v = uint8_t(rng() % 256);
+    for (auto& v : b) v = int8_t(int(rng() % 255) - 127);
+    for (int32_t zero : {0, 77})
+      for (bool packed : {false, true}) {
+        if (packed && batch != 1) continue;
+        kernels::WeightCache cache;
+        std::vector<int32_t> c(size_t(batch * M * N), -1);
+        kernels::gemm_u8s8_s32({batch, M, N, K, true}, a.data(), zero, b.data(), c.data(), kernels::IntEngine::onednn,
+                               packed ? &cache : nullptr);
+        int64_t wrong = 0;
+        for (int64_t p = 0; p < batch; ++p)
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              int32_t ref = 0;
+              for (int64_t k = 0; k < K; ++k)
+                ref += (int32_t(a[size_t((p * M + m) * K + k)]) - zero) * b[size_t((p * N + n) * K + k)];
+              wrong += c[size_t((p * M + m) * N + n)] != ref;
+            }
+        EXPECT_EQ(wrong, 0) << batch << "x" << M << "x" << N << "x" << K << " zero " << zero << " packed " << packed;
+      }
+  }
+}
 
 TEST(QuantLinear, TallInputsRunInRowTilesWithTheSameResult) {
   // 1500 rows x 1024 outputs is past the tiling threshold (tiles of 256 rows): the tiled call must

@@ -7,8 +7,8 @@ dnnl::engine& dnnl_engine() {
   return e;
 }
 
-dnnl::stream& dnnl_stream() {
-  static dnnl::stream s(dnnl_engine());
+dnnl::stream& dnnl_stream() {  // one per thread: kernels/gemm_int8 runs matmuls on two threads at once
+  thread_local dnnl::stream s(dnnl_engine());
   return s;
 }
 

@@ -5,6 +5,7 @@
 #include <dnnl.hpp>
 #include <map>
 #include <mutex>
+#include <omp.h>
 #include <tuple>
 #include <vector>
 
@@ -20,7 +21,7 @@ using dt = dnnl::memory::data_type;
 
 struct Prim {
   dnnl::matmul prim;
-  dnnl::memory::desc src, wei, dst;
+  dnnl::memory::desc src, wei, dst, scratch;
 };
 
 dnnl::memory::desc plain_weights(const IntGemm& g) {
@@ -43,26 +44,35 @@ Prim make(const IntGemm& g, bool zero_point, bool packed) {
   }
   dnnl::primitive_attr attr;
   if (zero_point) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+  // Our scratchpad (a per-thread buffer, gemm_onednn_one): the library's is shared by all
+  // primitives of a thread and ties each primitive to the thread that made it.
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.src, p.wei, p.dst), attr, dnnl_engine());
   p.wei = pd.weights_desc();
+  p.scratch = pd.scratchpad_desc();
   p.prim = dnnl::matmul(pd);
   return p;
 }
 
-void gemm_onednn(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b, int32_t* c,
-                 WeightCache* wcache) {
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t, int64_t>;
+// One oneDNN matmul; `slot`: which of the threads of a row split runs it (each its own primitive,
+// so no primitive runs on two threads at once).
+void gemm_onednn_one(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b, int32_t* c,
+                     WeightCache* wcache, int slot = 0) {
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t, int64_t, int>;
   static std::map<Key, Prim> cache;
   static std::mutex mu;
   const bool zp = zero_a != 0, packed = wcache != nullptr && g.b_nk && g.batch == 1 && g.ldb == 0;
-  Prim& p = cached_primitive(cache, mu, Key{g.batch, g.M, g.N, g.K, g.b_nk, zp, packed, g.lda, g.ldb, g.ldc},
+  Prim& p = cached_primitive(cache, mu, Key{g.batch, g.M, g.N, g.K, g.b_nk, zp, packed, g.lda, g.ldb, g.ldc, slot},
                              [&] { return make(g, zp, packed); });
   auto& eng = dnnl_engine();
+  thread_local std::vector<uint8_t> scratch;
+  if (scratch.size() < p.scratch.get_size()) scratch.resize(p.scratch.get_size());
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<uint8_t*>(a))},
       {DNNL_ARG_WEIGHTS, packed ? wcache->impl->get(p.wei, dnnl::memory::desc({g.K, g.N}, dt::s8, {1, g.b_ld()}), b)
                                 : dnnl::memory(p.wei, eng, const_cast<int8_t*>(b))},
-      {DNNL_ARG_DST, dnnl::memory(p.dst, eng, c)}};
+      {DNNL_ARG_DST, dnnl::memory(p.dst, eng, c)},
+      {DNNL_ARG_SCRATCHPAD, dnnl::memory(p.scratch, eng, scratch.data())}};
   dnnl::memory zm;
   if (zp) {
     zm = dnnl::memory({{1}, dt::s32, {1}}, eng, &zero_a);
@@ -70,6 +80,29 @@ void gemm_onednn(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_
   }
   p.prim.execute(dnnl_stream(), args);
   dnnl_stream().wait();
+}
+
+// Batch-1 GEMMs of a few hundred rows split by rows into one GEMM per thread, each run by
+// oneDNN inside our parallel region (so on one thread): oneDNN's own split of e.g. 197 rows into
+// 32-row blocks leaves one of two threads waiting (7 blocks: 4 + 3).
+void gemm_onednn(const IntGemm& g, const uint8_t* a, int32_t zero_a, const int8_t* b, int32_t* c,
+                 WeightCache* wcache) {
+  const int64_t T = omp_get_max_threads();
+  if (g.batch != 1 || T < 2 || g.M < 32 * T || g.M > 1024 || omp_in_parallel()) {
+    gemm_onednn_one(g, a, zero_a, b, c, wcache);
+    return;
+  }
+#pragma omp parallel num_threads(int(T))
+  {
+    const int64_t t = omp_get_thread_num(), per = (g.M + T - 1) / T, m0 = t * per, m1 = std::min(g.M, m0 + per);
+    if (m1 > m0) {
+      IntGemm h = g;
+      h.M = m1 - m0;
+      h.lda = g.a_ld();
+      h.ldc = g.c_ld();
+      gemm_onednn_one(h, a + m0 * g.a_ld(), zero_a, b, c + m0 * g.c_ld(), wcache, int(t) + 1);
+    }
+  }
 }
 
 // The same integers from fp32 GEMMs (see the header). Slow-ish (copies to float), exact.
