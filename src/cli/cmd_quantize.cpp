@@ -119,9 +119,9 @@ void add_quantize(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--mp-search", a->mp_search,
                   "how --avg-bits chooses the bits: greedy (MPTQ-ViT: all layers at the highest candidate, lowered\n"
-                  "one step at a time) or knapsack (each layer's KL change measured alone, the others at the highest\n"
-                  "candidate, then the exact best assignment under the budget if those changes add up; kept only\n"
-                  "if its measured KL is below uniform bits'). Default greedy")
+                  "one step at a time) or knapsack (each layer's KL measured alone at every candidate, in the float\n"
+                  "model, then the exact best assignment under the budget if those costs add up; kept only if its\n"
+                  "measured KL is below uniform bits'). Default greedy")
       ->check(CLI::IsMember({"greedy", "knapsack"}));
   cmd->add_option("--mp-check-images", a->mp_check_images,
                   "after the --avg-bits search, compare its assignment with uniform bits (every layer at the largest\n"
