@@ -65,14 +65,15 @@ void gemm_onednn_one(const IntGemm& g, const uint8_t* a, int32_t zero_a, const i
   Prim& p = cached_primitive(cache, mu, Key{g.batch, g.M, g.N, g.K, g.b_nk, zp, packed, g.lda, g.ldb, g.ldc, slot},
                              [&] { return make(g, zp, packed); });
   auto& eng = dnnl_engine();
-  thread_local std::vector<uint8_t> scratch;
-  if (scratch.size() < p.scratch.get_size()) scratch.resize(p.scratch.get_size());
+  thread_local std::vector<uint8_t> scratch;  // (64 bytes spare: the buffer handed over is 64-byte aligned)
+  if (scratch.size() < p.scratch.get_size() + 64) scratch.resize(p.scratch.get_size() + 64);
+  void* scratch_at = scratch.data() + (64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64;
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<uint8_t*>(a))},
       {DNNL_ARG_WEIGHTS, packed ? wcache->impl->get(p.wei, dnnl::memory::desc({g.K, g.N}, dt::s8, {1, g.b_ld()}), b)
                                 : dnnl::memory(p.wei, eng, const_cast<int8_t*>(b))},
       {DNNL_ARG_DST, dnnl::memory(p.dst, eng, c)},
-      {DNNL_ARG_SCRATCHPAD, dnnl::memory(p.scratch, eng, scratch.data())}};
+      {DNNL_ARG_SCRATCHPAD, dnnl::memory(p.scratch, eng, scratch_at)}};
   dnnl::memory zm;
   if (zp) {
     zm = dnnl::memory({{1}, dt::s32, {1}}, eng, &zero_a);

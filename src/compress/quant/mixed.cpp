@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <limits>
+#include <numeric>
 
 #include "core/error.h"
 
@@ -104,9 +104,6 @@ MixedResult greedy_mixed_precision(const std::vector<int64_t>& weights, std::vec
   return r;
 }
 
-}  // namespace vs::quant
-
-namespace vs::quant {
 namespace {
 
 // Per item the index into `options[i]` minimising the summed cost under sum(units * bits) <= cap;

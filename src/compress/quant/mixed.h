@@ -31,7 +31,7 @@ struct MixedResult {
   double avg_bits = 0;       // the highest group average
   std::vector<double> group_avg_bits;
   double loss = 0;           // of the final assignment (measured)
-  int64_t measurements = 0;  // calls of loss_with
+  int64_t measurements = 0;  // calls of loss_with (and, knapsack, of loss_now)
   bool reached = true;       // false: every layer is at the lowest candidate and the target was not met
   std::vector<MixedStep> steps;
   // Knapsack only: each item's isolated loss change at each candidate, the summed change of the

@@ -51,11 +51,11 @@ struct PtqSettings {
   enum class MixedBits { tied, weights, separate };
   MixedBits mp_bits = MixedBits::tied;
   // How the bits are chosen: greedy (MPTQ-ViT: from the highest candidate, lower step by step) or
-  // knapsack (from uniform bits, per-item sensitivities + an exact budgeted allocation, kept only
-  // when it lowers the KL; mp_rounds rounds of re-measuring), see compress/quant/mixed.h.
+  // knapsack (each item's KL measured alone in the float model at every candidate, then the exact
+  // best allocation of those costs under the budget, kept only when its measured KL is below
+  // uniform bits'), see compress/quant/mixed.h.
   enum class MixedSearch { greedy, knapsack };
   MixedSearch mp_search = MixedSearch::greedy;
-  int mp_rounds = 2;
   // Check of the greedy result: the KL of its assignment and of uniform bits (every item at the
   // largest candidate <= avg_bits) on up to mp_check_images calibration images the search did not
   // see (those after the first mp_images); uniform bits are kept when they do better (a greedy

@@ -9,10 +9,10 @@
 #include "core/progress.h"
 #include "io/preprocess.h"
 #include "nn/quant_linear.h"
-#include "train/layers.h"
-#include "train/loss.h"
-#include "train/learned_quant.h"
 #include "train/augment.h"
+#include "train/layers.h"
+#include "train/learned_quant.h"
+#include "train/loss.h"
 #include "train/optim.h"
 #include "train/sampling.h"
 
