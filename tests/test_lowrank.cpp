@@ -168,6 +168,28 @@ TEST(LowRank, MeanKlOfLogits) {
   EXPECT_NEAR(compress::mean_kl(a, b), row1 / 2, 1e-7);
   EXPECT_NEAR(compress::mean_kl(a, a), 0.0, 1e-12);
   EXPECT_THROW(compress::mean_kl(a, Tensor({3, 2})), Error);
+  const auto rows = compress::row_kl(a, b);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_NEAR(rows[0], 0.0, 1e-12);
+  EXPECT_NEAR(rows[1], row1, 1e-7);
+  EXPECT_THROW(compress::row_kl(a, Tensor({3, 2})), Error);
+}
+
+TEST(LowRank, PairedDifferenceOfPerImageLosses) {
+  // b - a = {1, 2, 3, 6}: mean 3, sample variance (4 + 1 + 0 + 9) / 3, SE = sqrt(var / 4).
+  const std::vector<double> a{1, 1, 2, 0}, b{2, 3, 5, 6};
+  const auto d = compress::paired_difference(a, b);
+  EXPECT_DOUBLE_EQ(d.mean, 3.0);
+  EXPECT_NEAR(d.se, std::sqrt(14.0 / 3 / 4), 1e-12);
+  EXPECT_NEAR(d.z(), 3.0 / std::sqrt(14.0 / 3 / 4), 1e-12);
+  // The images' shared difficulty cancels: adding any per-image offset to both changes nothing.
+  const auto shifted = compress::paired_difference({101, 11, 2002, 7}, {102, 13, 2005, 13});
+  EXPECT_DOUBLE_EQ(shifted.mean, d.mean);
+  EXPECT_NEAR(shifted.se, d.se, 1e-9);
+  EXPECT_EQ(compress::paired_difference({1}, {2}).se, 0.0);
+  EXPECT_EQ(compress::paired_difference({1}, {2}).z(), 0.0);
+  EXPECT_THROW(compress::paired_difference({1, 2}, {1}), Error);
+  EXPECT_THROW(compress::paired_difference({}, {}), Error);
 }
 
 TEST(LowRank, AllocatorsMeetTheBudget) {

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -466,7 +468,80 @@ TEST(Eval, FidelityToAReferenceModel) {
   const Tensor batch = load_batch(paths, fp.cfg.pre);
   EXPECT_NEAR(r.kl, compress::mean_kl(fp.forward(batch), q.forward(batch)), 1e-12);
   EXPECT_GT(r.kl, 0.0);
-  EXPECT_FALSE(eval::evaluate(q, samples, 4, false).has_reference);
+  // Image by image: each image's KL on its own, in order; their mean is the reported KL.
+  const auto rows = compress::row_kl(fp.forward(batch), q.forward(batch));
+  ASSERT_EQ(r.image_kl.size(), paths.size());
+  double sum = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_NEAR(r.image_kl[i], rows[i], 1e-12);
+    sum += r.image_kl[i];
+  }
+  EXPECT_NEAR(sum / double(rows.size()), r.kl, 1e-12);
+  EXPECT_GT(*std::max_element(rows.begin(), rows.end()), *std::min_element(rows.begin(), rows.end()));
+  // Per-image top-1 adds up to top-1 (labels 0..5: some right, some wrong).
+  for (size_t i = 0; i < samples.size(); ++i) samples[i].label = int(i);
+  auto lab = eval::evaluate(q, samples, 4, false);
+  ASSERT_EQ(lab.image_top1.size(), samples.size());
+  EXPECT_TRUE(lab.image_kl.empty());
+  EXPECT_NEAR(100.0 * std::count(lab.image_top1.begin(), lab.image_top1.end(), 1) / double(samples.size()), lab.top1, 1e-9);
+  EXPECT_FALSE(lab.has_reference);
+}
+
+// `eval --report` keeps every image's result; bench/paired_compare.py pairs two such reports.
+TEST(Eval, PerImageReportsAndThePairedComparison) {
+  test::TempDir tmp;
+  const std::string fp = test::write_tiny_model(tmp), data = tmp / "data";
+  std::filesystem::create_directories(data);
+  std::ofstream classes(data + "/classes.txt");
+  for (int c = 0; c < 10; ++c) classes << "n" << c << " class" << c << "\n";
+  classes.close();
+  const auto images = test::random_images(tmp, 9);
+  for (size_t i = 0; i < images.size(); ++i)
+    std::filesystem::copy_file(images[i], data + "/n" + std::to_string(i % 10) + "_img" + std::to_string(i) + ".png");
+  int st = 0;
+  std::string out = test::run_output(test::cli() + " quantize " + fp + " --wbits 3 --abits 3 --calib " + data +
+                                     " --out " + (tmp / "q"), &st);
+  ASSERT_EQ(st, 0) << out;
+  auto eval_report = [&](const std::string& model, const std::string& name) {
+    int rc = 0;
+    std::string o = test::run_output(test::cli() + " eval " + model + " --data " + data + " --reference " + fp +
+                                     " --report " + (tmp / name), &rc);
+    EXPECT_EQ(rc, 0) << o;
+    return nlohmann::json::parse(std::ifstream(tmp / name));
+  };
+  const auto a = eval_report(fp, "a.json"), b = eval_report(tmp / "q", "b.json");
+  ASSERT_EQ(b.at("per_image").size(), 9u);
+  double kl = 0;
+  int right = 0;
+  for (auto& row : b.at("per_image")) {
+    kl += row.at("kl").get<double>();
+    right += row.at("top1").get<bool>();
+  }
+  EXPECT_NEAR(kl / 9, b.at("reference").at("kl").get<double>(), 1e-12);
+  EXPECT_NEAR(100.0 * right / 9, b.at("top1").get<double>(), 1e-9);
+  for (auto& row : a.at("per_image")) EXPECT_EQ(row.at("kl").get<double>(), 0.0);
+  out = test::run_output("/usr/bin/python3 " + std::string(VS_SOURCE_DIR) + "/bench/paired_compare.py " + (tmp / "a.json") +
+                         " " + (tmp / "b.json") + " --json " + (tmp / "c.json"), &st);
+  ASSERT_EQ(st, 0) << out;
+  const auto c = nlohmann::json::parse(std::ifstream(tmp / "c.json"));
+  EXPECT_EQ(c.at("images").get<int>(), 9);
+  EXPECT_NEAR(c.at("kl").at("b_minus_a").get<double>(), b.at("reference").at("kl").get<double>(), 1e-12);
+  EXPECT_GT(c.at("kl").at("se").get<double>(), 0.0);
+  EXPECT_NEAR(c.at("top1").at("b").get<double>(), b.at("top1").get<double>(), 1e-9);
+  // The same model against itself: nothing differs. Reports on other images are refused.
+  out = test::run_output("/usr/bin/python3 " + std::string(VS_SOURCE_DIR) + "/bench/paired_compare.py " + (tmp / "b.json") +
+                         " " + (tmp / "b.json") + " --json " + (tmp / "d.json"), &st);
+  ASSERT_EQ(st, 0) << out;
+  const auto d = nlohmann::json::parse(std::ifstream(tmp / "d.json"));
+  EXPECT_EQ(d.at("kl").at("b_minus_a").get<double>(), 0.0);
+  EXPECT_EQ(d.at("top1").at("mcnemar_p").get<double>(), 1.0);
+  auto other = b;
+  other["per_image"][0]["image"] = "n0_other.png";
+  std::ofstream(tmp / "e.json") << other.dump();
+  out = test::run_output("/usr/bin/python3 " + std::string(VS_SOURCE_DIR) + "/bench/paired_compare.py " + (tmp / "a.json") +
+                         " " + (tmp / "e.json"), &st);
+  EXPECT_NE(st, 0);
+  EXPECT_NE(out.find("not on the same images"), std::string::npos) << out;
 }
 
 TEST(MixedPrecision, HeldOutCheckKeepsTheBetterOfGreedyAndUniform) {
@@ -491,6 +566,9 @@ TEST(MixedPrecision, HeldOutCheckKeepsTheBetterOfGreedyAndUniform) {
     const double mixed = check.at("kl_mixed"), uniform = check.at("kl_uniform");
     const bool kept_uniform = check.at("kept") == "uniform";
     EXPECT_EQ(kept_uniform, uniform < mixed);
+    // The paired statistic is on the same images: its mean is the difference of the two KLs.
+    EXPECT_NEAR(check.at("mixed_minus_uniform").get<double>(), mixed - uniform, 1e-12);
+    EXPECT_GE(check.at("se").get<double>(), 0.0);
     // The model returned is the one kept, and the report describes it.
     EXPECT_EQ(compress::mean_kl(ref, m.forward(batch)), std::min(mixed, uniform));
     for (auto& [name, b] : section.at("mixed_precision").at("bits").items()) {

@@ -21,7 +21,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--data", a->data, "folder of WNID_*.JPEG images")->required();
   cmd->add_option("--split", a->split, "file listing the images to use (default: all in --data)");
   cmd->add_option("--labels", a->labels, "classes.txt (default: DATA/classes.txt)");
-  cmd->add_option("--report", a->report, "write {top1, top5, images, seconds, ...} as JSON here");
+  cmd->add_option("--report", a->report, "write {top1, top5, images, seconds, ..., per_image: [{image, top1, kl}]} as JSON here");
   cmd->add_option("--batch", a->batch, "images per forward pass")->check(CLI::Range(1, 4096));
   cmd->add_option("--reference", a->reference,
                   "also compare with this model folder (e.g. the original of a compressed model): mean KL of\n"
@@ -41,6 +41,15 @@ void add_eval(CLI::App& app) {
                           {"top1", r.top1}, {"top5", r.top5}, {"images", r.images},
                           {"seconds", r.seconds}, {"batch", a->batch}, {"quantized", quantized_points(m)}};
     if (ref) report["reference"] = {{"model", a->reference}, {"kl", r.kl}, {"agreement", r.agreement}};
+    // Image by image, for paired comparisons of two models (bench/paired_compare.py).
+    nlohmann::json per_image = nlohmann::json::array();
+    for (size_t i = 0; i < samples.size(); ++i) {
+      nlohmann::json row{{"image", std::filesystem::path(samples[i].path).filename().string()},
+                         {"top1", bool(r.image_top1[i])}};
+      if (ref) row["kl"] = r.image_kl[i];
+      per_image.push_back(std::move(row));
+    }
+    report["per_image"] = std::move(per_image);
     if (!a->report.empty()) write_json(a->report, report);
   });
 }

@@ -30,6 +30,7 @@ Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, 
         "the reference model has other classes or another input preprocessing than the model");
   auto t0 = std::chrono::steady_clock::now();
   Progress bar("eval", int64_t(samples.size()));
+  Accuracy a;
   int64_t c1 = 0, c5 = 0, agree = 0;
   double kl_sum = 0, ref_seconds = 0;
   const int K = int(model.cfg.num_classes);
@@ -48,6 +49,7 @@ Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, 
       auto top = topk(logits.f32() + (i - s) * size_t(K), K, 5);
       pred.push_back(top[0].first);
       c1 += top[0].first == samples[i].label;
+      a.image_top1.push_back(top[0].first == samples[i].label);
       for (auto& [c, v] : top) c5 += c == samples[i].label;
     }
     if (reference) {
@@ -55,13 +57,13 @@ Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, 
       const Tensor ref = reference->forward(images);
       ref_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
       kl_sum += compress::mean_kl(ref, logits) * double(e - s);
+      for (double kl : compress::row_kl(ref, logits)) a.image_kl.push_back(kl);
       for (size_t i = s; i < e; ++i) agree += topk(ref.f32() + (i - s) * size_t(K), K, 1)[0].first == pred[i - s];
     }
     if (progress)
       bar.update(int64_t(e), fmt::format("top1 {:.2f}%", 100.0 * double(c1) / double(e)));
   }
   bar.finish();
-  Accuracy a;
   a.images = int64_t(samples.size());
   a.top1 = 100.0 * double(c1) / double(a.images);
   a.top5 = 100.0 * double(c5) / double(a.images);

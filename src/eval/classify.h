@@ -1,5 +1,6 @@
 // Classification: batches of preprocessed images, top-k, and accuracy over a labelled folder.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,11 @@ struct Accuracy {
   // change in the logits, so they separate models whose accuracies differ by noise only.
   bool has_reference = false;
   double kl = 0, agreement = 0;
+  // Per image, in the samples' order: top-1 correct, and (with a reference) the image's KL. Two
+  // models evaluated on the same images can then be compared image by image (paired), which
+  // separates much smaller differences than two means do (bench/paired_compare.py).
+  std::vector<uint8_t> image_top1;
+  std::vector<double> image_kl;
 };
 
 Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, int batch = 32,

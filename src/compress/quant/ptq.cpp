@@ -537,17 +537,25 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     } else if (ub == 0) {
       check_report = "skipped: no candidate at or below the target";
     } else {
-      const double kl_mixed = compress::mean_kl(check_ref, model.forward(check_images));
+      const Tensor logits_mixed = model.forward(check_images);
+      const double kl_mixed = compress::mean_kl(check_ref, logits_mixed);
       for (size_t i = 0; i < weights.size(); ++i) set(i, ub);
-      const double kl_uniform = compress::mean_kl(check_ref, model.forward(check_images));
+      const Tensor logits_uniform = model.forward(check_images);
+      const double kl_uniform = compress::mean_kl(check_ref, logits_uniform);
       const bool keep_uniform = kl_uniform < kl_mixed;
       if (!keep_uniform)
         for (size_t i = 0; i < weights.size(); ++i) set(i, r.bits[i]);
+      // How sure: the per-image difference's standard error (a |z| below ~2 is noise either way).
+      const auto diff = compress::paired_difference(compress::row_kl(check_ref, logits_uniform),
+                                                compress::row_kl(check_ref, logits_mixed));
       check_report = {{"images", check_images.dim(0)}, {"uniform_bits", ub}, {"kl_mixed", kl_mixed},
-                      {"kl_uniform", kl_uniform}, {"kept", keep_uniform ? "uniform" : "mixed"}};
+                      {"kl_uniform", kl_uniform}, {"mixed_minus_uniform", diff.mean}, {"se", diff.se}, {"z", diff.z()},
+                      {"kept", keep_uniform ? "uniform" : "mixed"}};
       if (progress)
-        fmt::print(stderr, "mixed precision check on {} held-out calibration images: KL {:.4f} mixed vs {:.4f} uniform {}-bit -> {} kept\n",
-                   check_images.dim(0), kl_mixed, kl_uniform, ub, keep_uniform ? "uniform" : "mixed");
+        fmt::print(stderr, "mixed precision check on {} held-out calibration images: KL {:.4f} mixed vs {:.4f} uniform {}-bit "
+                   "(difference {:+.4f} +- {:.4f}, z {:+.1f}{}) -> {} kept\n", check_images.dim(0), kl_mixed, kl_uniform, ub,
+                   diff.mean, diff.se, diff.z(), std::abs(diff.z()) < 2 ? ": within noise" : "",
+                   keep_uniform ? "uniform" : "mixed");
     }
     nlohmann::json steps = nlohmann::json::array(), bits = nlohmann::json::object();
     for (auto& st : r.steps)

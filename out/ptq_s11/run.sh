@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Eleventh session: where does uniform W5A5's KL come from? (issue 4's mixed-precision target)
+set -u
+cd "$(dirname "$0")/../.."
+OUT=out/ptq_s11
+source out/ptq_row.sh
+DYN="--dynamic-for attn.qkv attn.proj mlp.fc1 mlp.fc2"
+R="$ALL $DYN --gptq --rotate"
+fid() {  # name
+  $VS eval $OUT/$1 --data $D --split $D/eval.txt --reference $M --report $OUT/$1.fid.json > /dev/null
+  echo "$1 fidelity: $(python3 -c "import json; j=json.load(open('$OUT/$1.fid.json')); r=j['reference']; print('top1', round(j['top1'],2), 'kl', round(r['kl'],4), 'agreement', round(r['agreement'],2))")"
+}
+for r in "$@"; do
+  case $r in
+    a8) row w5_attn8 --wbits 5 --abits 5 --attn-bits 8 --prob-bits 8 $R; fid w5_attn8 ;;
+    p8) row w5_prob8 --wbits 5 --abits 5 --prob-bits 8 $R; fid w5_prob8 ;;
+    q8) row w5_qkv8 --wbits 5 --abits 5 --attn-bits 8 $R; fid w5_qkv8 ;;
+    w8) row w8a5 --wbits 8 --abits 5 $R; fid w8a5 ;;
+    i8) row w5i8 --wbits 5 --abits 8 --attn-bits 5 --prob-bits 5 $R; fid w5i8 ;;
+    ks64) row w5_ks64 --wbits 5 --abits 5 $R --avg-bits 5 --mp-search knapsack --mp-separate --mp-images 64 --mp-check-images 0; fid w5_ks64 ;;
+    ks128) row w5_ks128 --wbits 5 --abits 5 $R --avg-bits 5 --mp-search knapsack --mp-separate --mp-images 128; fid w5_ks128 ;;
+    u5) row w5_uniform --wbits 5 --abits 5 $R; fid w5_uniform ;;
+    e5) row w5_edge5 --wbits 5 --abits 5 --edge-bits 5 $R; fid w5_edge5 ;;
+  esac
+done
+# (the held-out check's paired statistic, printed and in config.json)
+for r in "$@"; do
+  case $r in
+    g16) row w5_greedy16 --wbits 5 --abits 5 $R --avg-bits 5; fid w5_greedy16; grep "mixed precision check" $OUT/w5_greedy16.quant.log ;;
+  esac
+done
