@@ -57,8 +57,14 @@ def methods(b):
     rows += [("RepQ baseline (RepQ + log-sqrt2 probabilities)", ["--repq", "--prob-quantizer", "logsqrt2"]),
              ("all (SQ-b, OPT-m, AGQ, BIG)", ALL)]
     rows += [("all + mixed precision", ALL + mp)] if b in (5, 6) else []
-    return rows
-ROWS_METHODS = [(f"W{b}A{b}, {m}", ["--wbits", str(b), "--abits", str(b)] + BASE + f, b == 6 and m.startswith("all ("))
+    return [(m, BASE + f) for m, f in rows] + [
+        # vitshrink's strongest recipe (later sessions): every Linear input per token and rotated,
+        # GPTQ weights (OPT-m has no static post-GELU input left to act on, so it is not named).
+        ("best (SQ-b, AGQ, BIG, every input per token, --rotate, --gptq)", BEST)] + (
+        [("best + mixed precision", BEST + mp)] if b in (5, 6) else [])
+BEST = ["--act-observer", "mse", "--sq-b", "--prob-quantizer", "agq", "--big",
+        "--dynamic-for", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2", "--gptq", "--rotate"]
+ROWS_METHODS = [(f"W{b}A{b}, {m}", ["--wbits", str(b), "--abits", str(b)] + f, b == 6 and m.startswith("all ("))
                 for b in (8, 6, 5, 4) for m, f in methods(b)]
 QUICK = {"FP32", "W8A8, act mse, fc2 inputs per token (main job)"}
 
