@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/gemm_int8.h"
+#include "core/error.h"
+#include "kernels/pack.h"
 #include "models/load.h"
 #include "kernels/attention.h"
 #include "nn/block.h"
@@ -178,25 +180,73 @@ TEST(QuantLinear, FusedBlockEqualsLayerByLayer) {
   }
 }
 
-TEST(QuantLinear, SaveLoadRoundTripInt8AndInt4) {
+TEST(QuantLinear, SaveLoadRoundTripEveryWidthBitPacked) {
   ModeGuard guard;
-  for (int wbits : {7, 4}) {
+  for (int wbits : {8, 7, 6, 5, 4, 3, 2}) {
     Tensor w = test::random_tensor({16, 33}, 5, 0.1f), b = test::random_tensor({16}, 6);
     nn::DenseLinear dense(w, b);
     Tensor ws({16});
     for (int64_t n = 0; n < 16; ++n) ws.f32()[n] = 0.3f / float((1 << (wbits - 1)) - 1);
-    auto q = nn::QuantLinear::from_dense(dense, ws, wbits, {8, false, 0.05f, 100});
+    const int abits = wbits == 8 ? 7 : 8;  // (W8A8 needs VNNI; W8A7 runs exactly everywhere)
+    auto q = nn::QuantLinear::from_dense(dense, ws, wbits, {abits, false, 0.05f, 100});
     StateDict sd;
     q->save("l", sd);
-    EXPECT_EQ(sd.at("l.qweight").dtype(), wbits <= 4 ? DType::u8 : DType::i8);
-    EXPECT_EQ(sd.at("l.qweight").dim(1), wbits <= 4 ? 17 : 33);  // two int4 codes per byte
-    nn::ParamReader p(sd, "mem");
-    p.linear_specs["l"] = {wbits, 8, false};
-    auto back = nn::load_linear(p, "l", 16, 33, true);
-    p.check_all_used();
+    // Below 8 bits the codes are bit-packed: a 5-bit row of 33 codes takes ceil(165 / 8) = 21 bytes.
+    EXPECT_EQ(sd.at("l.qweight").dtype(), wbits < 8 ? DType::u8 : DType::i8);
+    EXPECT_EQ(sd.at("l.qweight").dim(1), (33 * wbits + 7) / 8);
+    EXPECT_EQ(q->bytes(), 16 * ((33 * wbits + 7) / 8) + 4 * (16 + 16) + 8);  // codes, scales, bias, static input
+    auto load_back = [&](const StateDict& d) {
+      nn::ParamReader p(d, "mem");
+      p.linear_specs["l"] = {wbits, abits, false};
+      auto l = nn::load_linear(p, "l", 16, 33, true);
+      p.check_all_used();
+      return l;
+    };
     Tensor x = test::random_tensor({5, 33}, 7);
-    EXPECT_EQ(test::max_abs_diff(q->forward(x), back->forward(x)), 0.f);
+    auto back = load_back(sd);
+    EXPECT_EQ(test::max_abs_diff(q->forward(x), back->forward(x)), 0.f) << wbits;
     EXPECT_EQ(back->kind(), q->kind());
+    // Files of earlier versions (5-7 bits one code per byte, 2-3 bits as 4-bit nibbles) still load.
+    if (wbits < 8 && wbits != 4) {
+      StateDict old = sd;
+      Tensor codes({16, 33}, DType::i8);
+      const int64_t kp = sd.at("l.qweight").dim(1);
+      for (int64_t n = 0; n < 16; ++n)
+        quant::unpack_bits(sd.at("l.qweight").data<uint8_t>() + n * kp, 33, wbits, codes.data<int8_t>() + n * 33);
+      if (wbits > 4) {
+        old["l.qweight"] = codes.clone();
+      } else {
+        Tensor nib({16, 17}, DType::u8);
+        for (int64_t n = 0; n < 16; ++n) {
+          auto row = quant::pack_int4(codes.data<int8_t>() + n * 33, 33);
+          std::copy(row.begin(), row.end(), nib.data<uint8_t>() + n * 17);
+        }
+        old["l.qweight"] = nib;
+      }
+      EXPECT_EQ(test::max_abs_diff(q->forward(x), load_back(old)->forward(x)), 0.f) << wbits;
+    }
+    // A packed tensor of the wrong size, or codes outside the width, are refused with the tensor's name.
+    StateDict bad = sd;
+    bad["l.qweight"] = Tensor({16, (33 * wbits + 7) / 8 + 1}, DType::u8);
+    EXPECT_THROW(
+        try { load_back(bad); } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("mem: tensor 'l.qweight' should be"), std::string::npos) << e.what();
+          throw;
+        },
+        Error);
+    if (wbits < 8) {
+      StateDict wide = sd;
+      Tensor codes_min({16, (33 * wbits + 7) / 8}, DType::u8);
+      std::fill(codes_min.data<uint8_t>(), codes_min.data<uint8_t>() + codes_min.numel(), uint8_t(0));
+      codes_min.data<uint8_t>()[0] = uint8_t(1u << (wbits - 1));  // first code -2^(bits-1): outside +-(2^(bits-1) - 1)
+      wide["l.qweight"] = codes_min;
+      EXPECT_THROW(
+          try { load_back(wide); } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("outside the symmetric"), std::string::npos) << e.what();
+            throw;
+          },
+          Error);
+    }
   }
 }
 

@@ -539,6 +539,34 @@ TEST(QuantizerPack, Int4RoundTripsEveryValueAndOddLengths) {
   EXPECT_THROW(pack_uint4(ubig.data(), 1), Error);
 }
 
+TEST(QuantizerPack, BitPackingRoundTripsEveryWidthAndMatchesInt4) {
+  std::mt19937 rng(3);
+  for (int bits = 2; bits <= 8; ++bits) {
+    const int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
+    for (int64_t n : {int64_t(0), int64_t(1), int64_t(7), int64_t(8), int64_t(33), int64_t(192)}) {
+      std::vector<int8_t> q(static_cast<size_t>(n));
+      for (size_t i = 0; i < q.size(); ++i) q[i] = int8_t(i < 2 ? (i == 0 ? lo : hi) : lo + int(rng() % uint32_t(hi - lo + 1)));
+      std::vector<uint8_t> packed = pack_bits(q.data(), n, bits);
+      EXPECT_EQ(int64_t(packed.size()), packed_bytes(n, bits));
+      EXPECT_EQ(int64_t(packed.size()), (n * bits + 7) / 8);
+      std::vector<int8_t> back(static_cast<size_t>(n), 99);
+      unpack_bits(packed.data(), n, bits, back.data());
+      EXPECT_EQ(back, q) << bits << " bits, n " << n;
+      if (bits == 4) EXPECT_EQ(packed, pack_int4(q.data(), n));  // the same layout as pack_int4
+      if (bits == 8) EXPECT_TRUE(std::equal(packed.begin(), packed.end(), reinterpret_cast<const uint8_t*>(q.data())));
+    }
+    std::vector<int8_t> out_of_range = {int8_t(hi + 1 <= 127 ? hi + 1 : 0), int8_t(lo - 1 >= -128 ? lo - 1 : 0)};
+    if (bits < 8) EXPECT_THROW(pack_bits(out_of_range.data(), 1, bits), Error) << bits;
+    if (bits < 8) EXPECT_THROW(pack_bits(out_of_range.data() + 1, 1, bits), Error) << bits;
+  }
+  // Layout, by hand: 5-bit {1, -1, 3} = stream 00001 11111 00011 (low bits first):
+  // byte 0 = bits 0-7 = 1 | 31 << 5 (low 3 bits: 111) = 0xe1; byte 1 = 31 >> 3 (11) | 3 << 2 = 0x0f.
+  std::vector<int8_t> three = {1, -1, 3};
+  EXPECT_EQ(pack_bits(three.data(), 3, 5), (std::vector<uint8_t>{0xe1, 0x0f}));
+  EXPECT_THROW(pack_bits(three.data(), 3, 1), Error);
+  EXPECT_THROW(pack_bits(three.data(), 3, 9), Error);
+}
+
 // ---- validation -------------------------------------------------------------------------------
 
 TEST(QuantizerErrors, BadParametersThrow) {

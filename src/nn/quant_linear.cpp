@@ -238,7 +238,7 @@ int64_t QuantLinear::num_params() const {
 }
 
 int64_t QuantLinear::bytes() const {
-  int64_t code_bytes = wbits_ <= 4 ? (codes_.numel() + 1) / 2 : codes_.numel();
+  const int64_t code_bytes = wbits_ < 8 ? codes_.dim(0) * quant::packed_bytes(codes_.dim(1), wbits_) : codes_.numel();
   const int64_t rot_bytes = rot_ ? 4 * (int64_t(rot_->signs.size()) + int64_t(rot_->mix.size())) : 0;
   return code_bytes + 4 * (wscale_.numel() + (bias_.defined() ? bias_.numel() : 0)) + (act_.dynamic ? 0 : 8) + rot_bytes;
 }
@@ -251,16 +251,17 @@ Tensor QuantLinear::dequantized_weight() const {
   return w;
 }
 
-// On disk: PREFIX.qweight (I8 [out, in], or U8 [out, ceil(in/2)] two int4 codes per byte),
-// PREFIX.wscale [out], PREFIX.bias, and for static activations PREFIX.ascale [1] and
-// PREFIX.azero (I32 [1]). Bit widths live in config.json's "quantization" section.
+// On disk: PREFIX.qweight (I8 [out, in] at 8 bits; below, U8 [out, ceil(in * bits / 8)]: each
+// row's codes bit-packed, kernels/pack.h - at 4 bits two codes per byte), PREFIX.wscale [out],
+// PREFIX.bias, and for static activations PREFIX.ascale [1] and PREFIX.azero (I32 [1]). Bit widths
+// live in config.json's "quantization" section.
 void QuantLinear::save(const std::string& prefix, StateDict& out) const {
   const int64_t N = codes_.dim(0), K = codes_.dim(1);
-  if (wbits_ <= 4) {
-    const int64_t Kp = (K + 1) / 2;
+  if (wbits_ < 8) {
+    const int64_t Kp = quant::packed_bytes(K, wbits_);
     Tensor packed({N, Kp}, DType::u8);
     for (int64_t n = 0; n < N; ++n) {
-      auto row = quant::pack_int4(codes_.data<int8_t>() + n * K, K);
+      auto row = quant::pack_bits(codes_.data<int8_t>() + n * K, K, wbits_);
       std::copy(row.begin(), row.end(), packed.data<uint8_t>() + n * Kp);
     }
     out[prefix + ".qweight"] = packed;
@@ -285,17 +286,27 @@ std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string
                                                int64_t K, int wbits, ActQuant act) {
   Tensor q = p.get_any(prefix + ".qweight");
   Tensor codes({N, K}, DType::i8);
-  if (wbits <= 4) {
-    const int64_t Kp = (K + 1) / 2;
-    check(q.dtype() == DType::u8 && q.shape() == Shape{N, Kp},
-          p.source() + ": tensor '" + prefix + ".qweight' should be U8 " + shape_str({N, Kp}) + " (packed int4)");
+  const int64_t Kp = quant::packed_bytes(K, wbits);
+  // Files of earlier versions stored 5- to 7-bit codes one per byte (I8) and 2- to 3-bit codes
+  // as 4-bit ones: both are still read.
+  const int64_t legacy_kp = wbits < 4 ? quant::packed_bytes(K, 4) : 0;
+  if (wbits < 8 && q.dtype() == DType::u8 && (q.shape() == Shape{N, Kp} || q.shape() == Shape{N, legacy_kp})) {
+    const int stored = q.dim(1) == Kp ? wbits : 4;
     for (int64_t n = 0; n < N; ++n)
-      quant::unpack_int4(q.data<uint8_t>() + n * Kp, K, codes.data<int8_t>() + n * K);
+      quant::unpack_bits(q.data<uint8_t>() + n * q.dim(1), K, stored, codes.data<int8_t>() + n * K);
   } else {
-    check(q.dtype() == DType::i8 && q.shape() == Shape{N, K},
-          p.source() + ": tensor '" + prefix + ".qweight' should be I8 " + shape_str({N, K}));
+    check(q.dtype() == DType::i8 && q.shape() == Shape{N, K} && wbits > 4,
+          p.source() + ": tensor '" + prefix + ".qweight' should be " +
+              (wbits < 8 ? "U8 " + shape_str({N, Kp}) + " (" + std::to_string(wbits) + "-bit codes, bit-packed)"
+                         : "I8 " + shape_str({N, K})));
     codes = q;
   }
+  // (The constructor rejects codes outside +-(2^(bits-1) - 1) too, but without naming the file.)
+  const int lim = (1 << (wbits - 1)) - 1;
+  bool in_range = true;
+  for (int64_t i = 0; i < codes.numel(); ++i) in_range &= std::abs(int(codes.data<int8_t>()[i])) <= lim;
+  check(in_range, p.source() + ": tensor '" + prefix + ".qweight' has codes outside the symmetric " +
+                      std::to_string(wbits) + "-bit range");
   Tensor ws = p.get(prefix + ".wscale", {N});
   Tensor bias = p.has(prefix + ".bias") ? p.get(prefix + ".bias", {N}) : Tensor();
   if (!act.dynamic) {
