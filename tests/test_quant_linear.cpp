@@ -218,7 +218,7 @@ TEST(QuantLinear, SaveLoadRoundTripEveryWidthBitPacked) {
       } else {
         Tensor nib({16, 17}, DType::u8);
         for (int64_t n = 0; n < 16; ++n) {
-          auto row = quant::pack_int4(codes.data<int8_t>() + n * 33, 33);
+          auto row = quant::pack_bits(codes.data<int8_t>() + n * 33, 33, 4);
           std::copy(row.begin(), row.end(), nib.data<uint8_t>() + n * 17);
         }
         old["l.qweight"] = nib;

@@ -289,8 +289,8 @@ std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string
   const int64_t Kp = quant::packed_bytes(K, wbits);
   // Files of earlier versions stored 5- to 7-bit codes one per byte (I8) and 2- to 3-bit codes
   // as 4-bit ones: both are still read.
-  const int64_t legacy_kp = wbits < 4 ? quant::packed_bytes(K, 4) : 0;
-  if (wbits < 8 && q.dtype() == DType::u8 && (q.shape() == Shape{N, Kp} || q.shape() == Shape{N, legacy_kp})) {
+  const int64_t legacy_kp = quant::packed_bytes(K, 4);
+  if (wbits < 8 && q.dtype() == DType::u8 && (q.shape() == Shape{N, Kp} || (wbits < 4 && q.shape() == Shape{N, legacy_kp}))) {
     const int stored = q.dim(1) == Kp ? wbits : 4;
     for (int64_t n = 0; n < N; ++n)
       quant::unpack_bits(q.data<uint8_t>() + n * q.dim(1), K, stored, codes.data<int8_t>() + n * K);
