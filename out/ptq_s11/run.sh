@@ -29,3 +29,23 @@ for r in "$@"; do
     g16) row w5_greedy16 --wbits 5 --abits 5 $R --avg-bits 5; fid w5_greedy16; grep "mixed precision check" $OUT/w5_greedy16.quant.log ;;
   esac
 done
+# (mixed precision where layers differ: the static per-tensor "all" recipe of the ablation)
+AS="--wbits 5 --abits 5 --act-observer percentile --sq-b --opt-m --prob-quantizer agq --big --avg-bits 5"
+for r in "$@"; do
+  case $r in
+    ak16) row w5_all_knap16 $AS --mp-search knapsack; fid w5_all_knap16 ;;
+    ak64) row w5_all_knap64 $AS --mp-search knapsack --mp-images 64; fid w5_all_knap64 ;;
+    ag64) row w5_all_greedy64 $AS --mp-images 64; fid w5_all_greedy64 ;;
+  esac
+done
+# (knapsack where layers differ, more recipes: fc2 inputs per token ($ALL), and + GPTQ)
+for r in "$@"; do
+  case $r in
+    fu) row w5_fc2tok_uniform --wbits 5 --abits 5 $ALL; fid w5_fc2tok_uniform ;;
+    fk16) row w5_fc2tok_knap16 --wbits 5 --abits 5 $ALL --avg-bits 5 --mp-search knapsack; fid w5_fc2tok_knap16 ;;
+    fgu) row w5_fc2tok_gptq_uniform --wbits 5 --abits 5 $ALL --gptq; fid w5_fc2tok_gptq_uniform ;;
+    fgk16) row w5_fc2tok_gptq_knap16 --wbits 5 --abits 5 $ALL --gptq --avg-bits 5 --mp-search knapsack; fid w5_fc2tok_gptq_knap16 ;;
+    agu) row w5_all_gptq_uniform --wbits 5 --abits 5 --act-observer percentile --sq-b --opt-m --prob-quantizer agq --big --gptq; fid w5_all_gptq_uniform ;;
+    agk16) row w5_all_gptq_knap16 $AS --gptq --mp-search knapsack; fid w5_all_gptq_knap16 ;;
+  esac
+done
