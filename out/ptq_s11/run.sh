@@ -49,3 +49,14 @@ for r in "$@"; do
     agk16) row w5_all_gptq_knap16 $AS --gptq --mp-search knapsack; fid w5_all_gptq_knap16 ;;
   esac
 done
+# (every input per token without rotation: outlier channels make the layers differ)
+T="--wbits 5 --abits 5 $ALL $DYN --gptq"
+for r in "$@"; do
+  case $r in
+    tu) row w5_tok_gptq_uniform $T; fid w5_tok_gptq_uniform ;;
+    tk16) row w5_tok_gptq_knap16 $T --avg-bits 5 --mp-search knapsack; fid w5_tok_gptq_knap16 ;;
+    tk64) row w5_tok_gptq_knap64 $T --avg-bits 5 --mp-search knapsack --mp-images 64; fid w5_tok_gptq_knap64 ;;
+    tks16) row w5_tok_gptq_knaps16 $T --avg-bits 5 --mp-search knapsack --mp-separate; fid w5_tok_gptq_knaps16 ;;
+    tks64) row w5_tok_gptq_knaps64 $T --avg-bits 5 --mp-search knapsack --mp-separate --mp-images 64; fid w5_tok_gptq_knaps64 ;;
+  esac
+done
