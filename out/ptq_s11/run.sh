@@ -58,6 +58,7 @@ for r in "$@"; do
     tk64) row w5_tok_gptq_knap64 $T --avg-bits 5 --mp-search knapsack --mp-images 64; fid w5_tok_gptq_knap64 ;;
     tks16) row w5_tok_gptq_knaps16 $T --avg-bits 5 --mp-search knapsack --mp-separate; fid w5_tok_gptq_knaps16 ;;
     tgs64) row w5_tok_gptq_greedys64 $T --avg-bits 5 --mp-separate --mp-images 64; fid w5_tok_gptq_greedys64 ;;
+    tks96) row w5_tok_gptq_knaps96 $T --avg-bits 5 --mp-search knapsack --mp-separate --mp-images 96; fid w5_tok_gptq_knaps96 ;;
     tks64) row w5_tok_gptq_knaps64 $T --avg-bits 5 --mp-search knapsack --mp-separate --mp-images 64; fid w5_tok_gptq_knaps64 ;;
   esac
 done
