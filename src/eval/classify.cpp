@@ -48,16 +48,19 @@ Accuracy evaluate(const models::ViT& model, const std::vector<Sample>& samples, 
     for (size_t i = s; i < e; ++i) {
       auto top = topk(logits.f32() + (i - s) * size_t(K), K, 5);
       pred.push_back(top[0].first);
-      c1 += top[0].first == samples[i].label;
-      a.image_top1.push_back(top[0].first == samples[i].label);
+      const bool right = top[0].first == samples[i].label;
+      c1 += right;
+      a.image_top1.push_back(right);
       for (auto& [c, v] : top) c5 += c == samples[i].label;
     }
     if (reference) {
       const auto r0 = std::chrono::steady_clock::now();
       const Tensor ref = reference->forward(images);
       ref_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
-      kl_sum += compress::mean_kl(ref, logits) * double(e - s);
-      for (double kl : compress::row_kl(ref, logits)) a.image_kl.push_back(kl);
+      for (double kl : compress::row_kl(ref, logits)) {
+        a.image_kl.push_back(kl);
+        kl_sum += kl;
+      }
       for (size_t i = s; i < e; ++i) agree += topk(ref.f32() + (i - s) * size_t(K), K, 1)[0].first == pred[i - s];
     }
     if (progress)

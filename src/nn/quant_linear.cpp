@@ -39,7 +39,8 @@ QuantLinear::QuantLinear(Tensor codes, Tensor wscale, Tensor bias, int wbits, Ac
     int32_t s = 0;
     for (int64_t k = 0; k < K; ++k) {
       if (std::abs(c[n * K + k]) > lim)  // (no check(): its message would be built per element)
-        throw Error("QuantLinear: weight code out of the " + std::to_string(wbits_) + "-bit range");
+        throw Error("QuantLinear: weight codes outside the symmetric " + std::to_string(wbits_) + "-bit range +-" +
+                    std::to_string(lim));
       s += c[n * K + k];
     }
     wsum_.data<int32_t>()[n] = s;
@@ -301,12 +302,6 @@ std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string
                          : "I8 " + shape_str({N, K})));
     codes = q;
   }
-  // (The constructor rejects codes outside +-(2^(bits-1) - 1) too, but without naming the file.)
-  const int lim = (1 << (wbits - 1)) - 1;
-  bool in_range = true;
-  for (int64_t i = 0; i < codes.numel(); ++i) in_range &= std::abs(int(codes.data<int8_t>()[i])) <= lim;
-  check(in_range, p.source() + ": tensor '" + prefix + ".qweight' has codes outside the symmetric " +
-                      std::to_string(wbits) + "-bit range");
   Tensor ws = p.get(prefix + ".wscale", {N});
   Tensor bias = p.has(prefix + ".bias") ? p.get(prefix + ".bias", {N}) : Tensor();
   if (!act.dynamic) {
@@ -320,7 +315,12 @@ std::unique_ptr<QuantLinear> QuantLinear::load(ParamReader& p, const std::string
   }
   for (int64_t n = 0; n < N; ++n)
     check(ws.f32()[n] > 0 && std::isfinite(ws.f32()[n]), p.source() + ": '" + prefix + ".wscale' has a non-positive scale");
-  auto layer = std::make_unique<QuantLinear>(codes, ws, bias, wbits, act);
+  std::unique_ptr<QuantLinear> layer;
+  try {  // the constructor checks the codes' range and the bit widths; its errors get the file's name
+    layer = std::make_unique<QuantLinear>(codes, ws, bias, wbits, act);
+  } catch (const Error& e) {
+    throw Error(p.source() + ": '" + prefix + "': " + e.what());
+  }
   if (p.has(prefix + ".rot_signs")) {  // PREFIX.rot_signs [in], PREFIX.rot_mix [r, r]
     Tensor sg = p.get(prefix + ".rot_signs", {K}), mx = p.get_any(prefix + ".rot_mix");
     check(mx.dtype() == DType::f32 && mx.ndim() == 2 && mx.dim(0) == mx.dim(1) && mx.dim(0) > 0 && K % mx.dim(0) == 0,
