@@ -14,3 +14,9 @@ row() {  # name, flags...
   $VS eval $OUT/$name --data $D --split $D/eval.txt --report $OUT/$name.eval.json > /dev/null
   echo "$name  $(python3 -c "import json; j=json.load(open('$OUT/$name.eval.json')); print('top1', round(j['top1'],2), 'top5', round(j['top5'],2))")  bytes $(stat -c %s $OUT/$name/model.safetensors)  quantise_s $(python3 -c "print(round($t1-$t0,1))")  flags: $*"
 }
+# `fid NAME`: that model's KL / top-1 agreement vs the FP32 model on eval.txt (eval --reference;
+# the report, with every image's result, is OUT/NAME.fid.json).
+fid() {
+  $VS eval $OUT/$1 --data $D --split $D/eval.txt --reference $M --report $OUT/$1.fid.json > /dev/null
+  echo "$1 fidelity: $(python3 -c "import json; j=json.load(open('$OUT/$1.fid.json')); r=j['reference']; print('top1', round(j['top1'],2), 'kl', round(r['kl'],4), 'agreement', round(r['agreement'],2))")"
+}

@@ -8,10 +8,6 @@ source out/ptq_row.sh
 DYN="--dynamic-for attn.qkv attn.proj mlp.fc1 mlp.fc2"
 R="--wbits 5 --abits 5 $ALL $DYN --gptq --rotate"
 K="$R --avg-bits 5 --mp-search knapsack"
-fid() {  # name
-  build/vitshrink eval $OUT/$1 --data $D --split $D/eval.txt --reference $M --report $OUT/$1.fid.json > /dev/null
-  echo "$1 fidelity: $(python3 -c "import json; j=json.load(open('$OUT/$1.fid.json')); r=j['reference']; print('top1', round(j['top1'],2), 'kl', round(r['kl'],4), 'agreement', round(r['agreement'],2))")"
-}
 for r in "$@"; do
   case $r in
     u5) row w5_uniform $R; fid w5_uniform ;;

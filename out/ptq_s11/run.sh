@@ -1,15 +1,11 @@
 #!/usr/bin/env bash
-# Eleventh session: where does uniform W5A5's KL come from? (issue 4's mixed-precision target)
+# Eleventh session: issue 4 experiments (W5A5 KL decomposition, knapsack rows, per-token recipes); `bash out/ptq_s11/run.sh ROW...`
 set -u
 cd "$(dirname "$0")/../.."
 OUT=out/ptq_s11
 source out/ptq_row.sh
 DYN="--dynamic-for attn.qkv attn.proj mlp.fc1 mlp.fc2"
 R="$ALL $DYN --gptq --rotate"
-fid() {  # name
-  $VS eval $OUT/$1 --data $D --split $D/eval.txt --reference $M --report $OUT/$1.fid.json > /dev/null
-  echo "$1 fidelity: $(python3 -c "import json; j=json.load(open('$OUT/$1.fid.json')); r=j['reference']; print('top1', round(j['top1'],2), 'kl', round(r['kl'],4), 'agreement', round(r['agreement'],2))")"
-}
 for r in "$@"; do
   case $r in
     a8) row w5_attn8 --wbits 5 --abits 5 --attn-bits 8 --prob-bits 8 $R; fid w5_attn8 ;;
