@@ -61,9 +61,15 @@ def methods(b):
         # vitshrink's strongest recipe (later sessions): every Linear input per token and rotated,
         # GPTQ weights (OPT-m has no static post-GELU input left to act on, so it is not named).
         ("best (SQ-b, AGQ, BIG, every input per token, --rotate, --gptq)", BEST)] + (
-        [("best + mixed precision", BEST + mp)] if b in (5, 6) else [])
+        [("best + mixed precision", BEST + mp)] if b in (5, 6) else []) + (
+        # Without the rotation the layers differ (outlier channels), which is where mixed precision
+        # pays; weight and input bits as separate items (twelfth session).
+        [("best without --rotate", BEST_NOROT),
+         ("best without --rotate + mixed precision (--mp-separate)", BEST_NOROT + mp + ["--mp-separate"])]
+        if b in (5, 6) else [])
 BEST = ["--act-observer", "mse", "--sq-b", "--prob-quantizer", "agq", "--big",
         "--dynamic-for", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2", "--gptq", "--rotate"]
+BEST_NOROT = BEST[:-1]
 ROWS_METHODS = [(f"W{b}A{b}, {m}", ["--wbits", str(b), "--abits", str(b)] + f, b == 6 and m.startswith("all ("))
                 for b in (8, 6, 5, 4) for m, f in methods(b)]
 QUICK = {"FP32", "W8A8, act mse, fc2 inputs per token (main job)"}

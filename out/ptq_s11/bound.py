@@ -24,4 +24,4 @@ for path in sys.argv[1:]:
         u = sum(d for _, d in items); c = sum(d * 4 ** (5 - bb) for (_, d), bb in zip(items, b))
         total_u += u; total_c += c
         print(f"{path} {g}: uniform {u:.4f} -> best continuous {c:.4f} ({100 * (1 - c / u):.1f} % lower; bits {min(b):.2f}..{max(b):.2f})")
-    print(f"{path} all: {total_u:.4f} -> {total_c:.4f} ({100 * (1 - total_c / total_u):.1f} % lower); knapsack measured uniform {mp['knapsack']['kl_uniform']:.4f}")
+    print(f"{path} all: {total_u:.4f} -> {total_c:.4f} ({100 * (1 - total_c / total_u):.1f} % lower); knapsack measured uniform {mp.get('isolated', mp.get('knapsack'))['kl_uniform']:.4f}")

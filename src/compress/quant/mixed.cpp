@@ -140,10 +140,36 @@ std::vector<size_t> knapsack(const std::vector<int64_t>& units, const std::vecto
   return pick;
 }
 
+// MPTQ-ViT's greedy on a cost table: per item the index into `options[i]` (options[i][k] = {bits,
+// cost}, bits ascending) after starting every item at its last option and lowering, one option at
+// a time, the item with the least cost increase per unit saved (units * bits dropped) while
+// sum(units * bits) > cap. Ties go to the first item (deterministic).
+std::vector<size_t> greedy_on_costs(const std::vector<int64_t>& units,
+                                    const std::vector<std::vector<std::pair<int, double>>>& options, int64_t cap) {
+  std::vector<size_t> pick(units.size());
+  int64_t used = 0;
+  for (size_t i = 0; i < units.size(); ++i) pick[i] = options[i].size() - 1, used += units[i] * options[i].back().first;
+  while (used > cap) {
+    size_t best = units.size();
+    double best_score = 0;
+    for (size_t i = 0; i < units.size(); ++i) {
+      if (pick[i] == 0) continue;
+      const auto& [b_hi, c_hi] = options[i][pick[i]];
+      const auto& [b_lo, c_lo] = options[i][pick[i] - 1];
+      const double score = (c_lo - c_hi) / (double(units[i]) * double(b_hi - b_lo));
+      if (best == units.size() || score < best_score) best = i, best_score = score;
+    }
+    check(best < units.size(), "mixed precision: no assignment meets the target");
+    used -= units[best] * (options[best][pick[best]].first - options[best][pick[best] - 1].first);
+    --pick[best];
+  }
+  return pick;
+}
+
 }  // namespace
 
-MixedResult knapsack_mixed_precision(const std::vector<int64_t>& weights, std::vector<int> candidates,
-                                     double target_avg, double start_loss,
+MixedResult isolated_mixed_precision(IsolatedAllocation allocation, const std::vector<int64_t>& weights,
+                                     std::vector<int> candidates, double target_avg, double start_loss,
                                      const std::function<double(size_t, int)>& loss_with,
                                      const std::function<void(size_t, int)>& set,
                                      const std::function<void()>& restore,
@@ -173,7 +199,7 @@ MixedResult knapsack_mixed_precision(const std::vector<int64_t>& weights, std::v
       r.sensitivity[l][k].second = std::max(r.sensitivity[l][k].second, r.sensitivity[l][k + 1].second);
   }
   restore();
-  // One knapsack per group. Budget units: the weights over their common divisor, or (when that
+  // One allocation per group. Budget units: the weights over their common divisor, or (when that
   // leaves too many units) rounded up to 1/4096 of the group's total, so the table stays small and
   // the rounded budget never admits an assignment over the real one.
   std::vector<int> chosen(L);
@@ -187,7 +213,8 @@ MixedResult knapsack_mixed_precision(const std::vector<int64_t>& weights, std::v
     std::vector<std::vector<std::pair<int, double>>> opts;
     for (size_t l : items) units.push_back((weights[l] + unit - 1) / unit), opts.push_back(r.sensitivity[l]);
     const auto cap = int64_t(std::floor(target_avg * double(total) / double(unit) + 1e-9));
-    const std::vector<size_t> pick = knapsack(units, opts, cap);
+    const std::vector<size_t> pick =
+        allocation == IsolatedAllocation::knapsack ? knapsack(units, opts, cap) : greedy_on_costs(units, opts, cap);
     for (size_t k = 0; k < items.size(); ++k) chosen[items[k]] = opts[k][pick[k]].first, r.predicted += opts[k][pick[k]].second;
   }
   for (size_t l = 0; l < L; ++l) set(l, baseline[l]);

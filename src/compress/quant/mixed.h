@@ -34,7 +34,7 @@ struct MixedResult {
   int64_t measurements = 0;  // calls of loss_with (and, knapsack, of loss_now)
   bool reached = true;       // false: every layer is at the lowest candidate and the target was not met
   std::vector<MixedStep> steps;
-  // Knapsack only: each item's isolated loss change at each candidate, the summed change of the
+  // Isolated searches only: each item's isolated loss change at each candidate, the summed change of the
   // chosen assignment they predict, its measured loss, and whether it beat the baseline.
   std::vector<std::vector<std::pair<int, double>>> sensitivity;
   std::vector<int> chosen;  // the allocation, kept or not
@@ -56,24 +56,30 @@ MixedResult greedy_mixed_precision(const std::vector<int64_t>& weights, std::vec
                                    const std::function<void(int64_t)>& progress = {},
                                    const std::vector<int>& group = {});
 
-// Knapsack mixed precision on isolated sensitivities (HAWQ-style integer allocation).
-// Why not measure around a quantised state (as the greedy does): the loss of a quantised model is
-// about |sum of the layers' output errors|^2, so changing one layer's bits in an already quantised
-// model moves the loss mostly through the cross terms with every other layer's error - noise of
-// either sign, as large as the layer's own term (measured on ViT-Ti at 5 bits: raising one layer to
-// 8 bits raised the KL about as often as it lowered it). Measured alone - the caller's state on
-// entry should be the unquantised model - the cross terms vanish and the changes nearly add up.
-// So: sensitivity[l][c] = loss_with(l, c) - start_loss for every item and candidate, made
+// Mixed precision on isolated sensitivities (HAWQ-style allocation).
+// Why not measure around a quantised state (as greedy_mixed_precision does): the loss of a quantised
+// model is about |sum of the layers' output errors|^2, so changing one layer's bits in an already
+// quantised model moves the loss mostly through the cross terms with every other layer's error -
+// noise of either sign, as large as the layer's own term (measured on ViT-Ti at 5 bits: raising one
+// layer to 8 bits raised the KL about as often as it lowered it). Measured alone - the caller's
+// state on entry should be the unquantised model - the cross terms vanish and the changes nearly
+// add up. So: sensitivity[l][c] = loss_with(l, c) - start_loss for every item and candidate, made
 // non-negative and non-increasing in the bit width (a guard against noise the allocation would
-// otherwise exploit); then each item gets the candidate minimising the summed sensitivities under
-// the budget (per group: average <= target), exactly, by dynamic programming over the budget.
+// otherwise exploit); then, per group (average <= target), the assignment comes from `allocation`:
+// - knapsack: the candidates minimising the summed sensitivities under the budget, exactly, by
+//   dynamic programming over the budget;
+// - greedy: MPTQ-ViT's rule on these costs - every item at the highest candidate, then repeatedly
+//   lower by one candidate the item whose sensitivity increase per bit saved (times its weight
+//   count) is smallest, until the group's average is at most the target. On costs convex in the
+//   bits this is close to the knapsack's optimum (measured on ViT-Ti: 1-7 of 48-96 items differ).
 // `restore()` then brings the caller back to its quantised state; the assignment is applied (set)
 // and measured (loss_now) and kept only if its loss is below that of the `baseline` assignment
 // (e.g. uniform bits, which meet the same budget), else the items are set to the baseline.
 // Result: loss is the kept assignment's measured loss; steps list the items that differ from the
 // baseline (loss_increase: their sensitivity at the chosen width).
-MixedResult knapsack_mixed_precision(const std::vector<int64_t>& weights, std::vector<int> candidates,
-                                     double target_avg, double start_loss,
+enum class IsolatedAllocation { knapsack, greedy };
+MixedResult isolated_mixed_precision(IsolatedAllocation allocation, const std::vector<int64_t>& weights,
+                                     std::vector<int> candidates, double target_avg, double start_loss,
                                      const std::function<double(size_t, int)>& loss_with,
                                      const std::function<void(size_t, int)>& set,
                                      const std::function<void()>& restore,

@@ -490,13 +490,16 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     int ub = 0;  // the uniform width: the largest candidate <= the target
     for (int c : s.mp_candidates)
       if (c <= s.avg_bits) ub = std::max(ub, c);
-    const bool knap = s.mp_search == PtqSettings::MixedSearch::knapsack;
-    check(!knap || ub > 0, "mixed precision: the knapsack search starts from uniform bits and needs a candidate <= --avg-bits");
-    // The knapsack measures each item alone in the float model (mixed.h says why): every candidate
+    const bool isolated = s.mp_search != PtqSettings::MixedSearch::greedy;
+    const char* search_name = s.mp_search == PtqSettings::MixedSearch::greedy            ? "greedy"
+                              : s.mp_search == PtqSettings::MixedSearch::greedy_isolated ? "greedy-isolated"
+                                                                                         : "knapsack";
+    check(!isolated || ub > 0, fmt::format("mixed precision: the {} search is compared with uniform bits and needs a candidate <= --avg-bits", search_name));
+    // The isolated searches measure each item alone in the float model (mixed.h says why): every candidate
     // is built first, then the mixed layers are swapped for their float versions and the attention
     // quantisers switched off until restore().
     std::vector<kernels::AttnQuant> attn_saved;
-    if (knap) {
+    if (isolated) {
       for (size_t i = 0; i < weights.size(); ++i)
         for (int c : s.mp_candidates)
           if (auto [l, wb, ab] = bits_of(i, c); wb != cur_w[l] || ab != cur_a[l]) candidate(l, wb, ab);
@@ -518,11 +521,12 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       }
       valid = 0;
     };
-    const double start = kl_from(0);  // (every item at the highest candidate; knapsack: the float model)
+    const double start = kl_from(0);  // (every item at the highest candidate; isolated searches: the float model)
     const auto others = int64_t(weights.size() * (s.mp_candidates.size() - 1));
-    Progress bar(knap ? "mixed precision sensitivities" : "mixed precision steps", knap ? int64_t(weights.size() * s.mp_candidates.size()) : others);
+    Progress bar(isolated ? "mixed precision sensitivities" : "mixed precision steps", isolated ? int64_t(weights.size() * s.mp_candidates.size()) : others);
     auto tick = [&](int64_t step) { if (progress) bar.update(step); };
-    MixedResult r = knap ? knapsack_mixed_precision(weights, s.mp_candidates, s.avg_bits, start, loss_with, set, restore,
+    const auto allocation = s.mp_search == PtqSettings::MixedSearch::knapsack ? IsolatedAllocation::knapsack : IsolatedAllocation::greedy;
+    MixedResult r = isolated ? isolated_mixed_precision(allocation, weights, s.mp_candidates, s.avg_bits, start, loss_with, set, restore,
                                                     [&] { return kl_from(0); }, std::vector<int>(weights.size(), ub), tick, group)
                          : greedy_mixed_precision(weights, s.mp_candidates, s.avg_bits, start, loss_with, set, tick, group);
     bar.finish();
@@ -532,6 +536,8 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       // (off)
     } else if (!r.reached) {
       check_report = "skipped: target not reached";
+    } else if (isolated && !r.kept_chosen) {
+      check_report = "skipped: the search already kept uniform bits";
     } else if (!check_images.defined()) {
       check_report = "skipped: no calibration images beyond the search's";
     } else if (ub == 0) {
@@ -563,14 +569,14 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
                        {"from", st.from}, {"to", st.to}, {"kl_increase", st.loss_increase}, {"avg_bits", st.avg_bits}});
     for (size_t l = 0; l < L; ++l) bits[mp_layers[l].first] = {{"wbits", cur_w[l]}, {"abits", cur_a[l]}};
     const char* mode = s.mp_bits == MB::tied ? "tied" : s.mp_bits == MB::weights ? "weights" : "separate";
-    mp_report = {{"candidates", s.mp_candidates}, {"varies", mode}, {"search", knap ? "knapsack" : "greedy"}, {"target_avg_bits", s.avg_bits},
+    mp_report = {{"candidates", s.mp_candidates}, {"varies", mode}, {"search", search_name}, {"target_avg_bits", s.avg_bits},
                  {"avg_wbits", average_bits(cur_w, std::vector<int64_t>(weights.begin(), weights.begin() + long(L)))},
                  {"avg_abits", average_bits(cur_a, std::vector<int64_t>(weights.begin(), weights.begin() + long(L)))},
-                 {"reached", r.reached}, {"images", mp_images.dim(0)}, {"kl_start", knap ? r.baseline_loss : start}, {"kl_final", r.loss},
+                 {"reached", r.reached}, {"images", mp_images.dim(0)}, {"kl_start", isolated ? r.baseline_loss : start}, {"kl_final", r.loss},
                  {"measurements", r.measurements},
                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
                  {"check", check_report}, {"bits", bits}, {"steps", steps}};
-    if (knap) {
+    if (isolated) {
       double sum_uniform = 0;  // the allocation's objective at uniform bits, beside its optimum
       for (auto& item : r.sensitivity)
         for (auto& [c, d] : item) sum_uniform += c == ub ? d : 0.0;
@@ -579,7 +585,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
       };
       nlohmann::json chosen = nlohmann::json::object();
       for (size_t i = 0; i < r.chosen.size(); ++i) chosen[item_name(i)] = r.chosen[i];
-      mp_report["knapsack"] = {{"chosen", chosen}, {"kl_float_layers", start}, {"sensitivity_sum_uniform", sum_uniform},
+      mp_report["isolated"] = {{"allocation", allocation == IsolatedAllocation::knapsack ? "knapsack" : "greedy"}, {"chosen", chosen}, {"kl_float_layers", start}, {"sensitivity_sum_uniform", sum_uniform},
                                {"sensitivity_sum_chosen", r.predicted}, {"kl_uniform", r.baseline_loss},
                                {"kl_chosen", r.chosen_loss}, {"kept", r.kept_chosen ? "chosen" : "uniform"}};
       nlohmann::json sens = nlohmann::json::object();  // KL of each item alone (the rest float), guarded
