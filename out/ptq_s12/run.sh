@@ -21,3 +21,9 @@ for r in "$@"; do
     rgis64) row w5_rot_gis64 $R --avg-bits 5 --mp-search greedy-isolated --mp-separate --mp-images 64; fid w5_rot_gis64 ;;
   esac
 done
+# (after the defaults changed to greedy-isolated, 64 search images: the plain `--avg-bits 5`, W = A)
+for r in "$@"; do
+  case $r in
+    tdef) row w5_tok_gptq_default_mixed $T --avg-bits 5; fid w5_tok_gptq_default_mixed ;;
+  esac
+done
