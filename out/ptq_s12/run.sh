@@ -27,3 +27,8 @@ for r in "$@"; do
     tdef) row w5_tok_gptq_default_mixed $T --avg-bits 5; fid w5_tok_gptq_default_mixed ;;
   esac
 done
+for r in "$@"; do
+  case $r in
+    tdef0) row w5_tok_gptq_default_mixed_nocheck $T --avg-bits 5 --mp-check-images 0; fid w5_tok_gptq_default_mixed_nocheck ;;
+  esac
+done
