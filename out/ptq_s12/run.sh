@@ -32,3 +32,8 @@ for r in "$@"; do
     tdef0) row w5_tok_gptq_default_mixed_nocheck $T --avg-bits 5 --mp-check-images 0; fid w5_tok_gptq_default_mixed_nocheck ;;
   esac
 done
+for r in "$@"; do
+  case $r in
+    agis64) row w5_all_gis64 $AS --mp-separate; fid w5_all_gis64 ;;
+  esac
+done

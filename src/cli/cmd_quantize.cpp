@@ -112,7 +112,7 @@ void add_quantize(CLI::App& app) {
                 "every Linear input keeps --abits");
   cmd->add_flag("--mp-separate", a->mp_separate,
                 "--avg-bits lowers each layer's weight bits and its input bits separately, as items of their\n"
-                "own (one greedy over both), until the weight bits and the input bits each average <= --avg-bits\n"
+                "own (one search over both), until the weight bits and the input bits each average <= --avg-bits\n"
                 "(both averages weighted by the layers' weight counts)")
       ->excludes("--mp-weights-only");
   cmd->add_option("--mp-images", a->mp_images, "calibration images the --avg-bits search measures KL on (64; the first ones of --split)")
