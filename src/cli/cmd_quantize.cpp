@@ -250,10 +250,14 @@ void add_quantize(CLI::App& app) {
     if (s.avg_bits > 0 && section["mixed_precision"].is_object()) {
       const auto& mp = section["mixed_precision"];
       fmt::print("mixed precision ({}, {}): average weight bits {:.3f}, input bits {:.3f} (target {}), KL vs FP32 {:.4g} -> "
-                 "{:.4g}, {} steps, {} measurements, {:.0f} s; bits per layer:\n",
+                 "{:.4g}, {} {}, {} measurements, {:.0f} s; bits per layer:\n",
                  mp["search"].get<std::string>(), mp["varies"].get<std::string>(), mp["avg_wbits"].get<double>(), mp["avg_abits"].get<double>(), s.avg_bits,
                  mp["kl_start"].get<double>(), mp["kl_final"].get<double>(), mp["steps"].size(),
+                 mp["search"] == "greedy" ? "steps" : "items off uniform bits",
                  mp["measurements"].get<int64_t>(), mp["seconds"].get<double>());
+      if (mp["check"].is_object() && mp["check"]["kept"] == "uniform")
+        fmt::print("  (the search's result above; the held-out check kept uniform {}-bit, as listed)\n",
+                   mp["check"]["uniform_bits"].get<int>());
       for (auto& [name, b] : mp["bits"].items())
         fmt::print("  {:<24} W{} A{}\n", name, b["wbits"].get<int>(), b["abits"].get<int>());
       if (!mp["reached"].get<bool>())
