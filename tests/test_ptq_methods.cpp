@@ -216,15 +216,21 @@ TEST(MixedPrecision, GreedyFollowsLossPerBitAndStopsAtTarget) {
 // on an additive loss it then finds the best assignment under the budget (checked against every
 // assignment) and beats the uniform baseline; on a loss where the items' changes do not add up it
 // measures its choice, finds it worse than the baseline and keeps the baseline.
+// Five items of different sizes and sensitivities under an additive loss convex in the bits
+// (sens * weight * 2^-2b per item): the allocation tests' common case.
+namespace convex5 {
+const std::vector<int64_t> weights{100, 300, 200, 50, 100};
+const std::vector<int> cands{4, 5, 6, 8};
+const std::vector<double> sens{1.0, 0.2, 0.5, 30.0, 3.0};
+double loss_of(const std::vector<int>& b) {
+  double l = 0;
+  for (size_t i = 0; i < b.size(); ++i) l += sens[i] * double(weights[i]) * std::ldexp(1.0, -2 * b[i]);
+  return l;
+}
+}  // namespace convex5
+
 TEST(MixedPrecision, KnapsackFindsTheBestBudgetedAssignmentAndNeverLosesToTheBaseline) {
-  const std::vector<int64_t> weights{100, 300, 200, 50, 100};
-  const std::vector<int> cands{4, 5, 6, 8};
-  const std::vector<double> sens{1.0, 0.2, 0.5, 30.0, 3.0};  // loss: sens * weight * 2^-2b per item
-  auto loss_of = [&](const std::vector<int>& b) {
-    double l = 0;
-    for (size_t i = 0; i < b.size(); ++i) l += sens[i] * double(weights[i]) * std::ldexp(1.0, -2 * b[i]);
-    return l;
-  };
+  using convex5::weights, convex5::cands, convex5::loss_of;
   std::vector<int> bits(5, 8);
   int64_t calls = 0;
   bool restored = false;
@@ -320,14 +326,8 @@ TEST(MixedPrecision, GreedyOnIsolatedCostsFollowsTheRulePerBitSaved) {
   EXPECT_TRUE(k.kept_chosen);
   EXPECT_EQ(bits, (std::vector<int>{4, 8}));
   // The convex case of the knapsack test.
-  const std::vector<int64_t> weights{100, 300, 200, 50, 100};
-  const std::vector<int> cands{4, 5, 6, 8};
-  const std::vector<double> sens{1.0, 0.2, 0.5, 30.0, 3.0};
-  auto loss5 = [&](const std::vector<int>& b) {
-    double l = 0;
-    for (size_t i = 0; i < b.size(); ++i) l += sens[i] * double(weights[i]) * std::ldexp(1.0, -2 * b[i]);
-    return l;
-  };
+  using convex5::weights, convex5::cands;
+  const auto& loss5 = convex5::loss_of;
   bits.assign(5, 8);
   auto with5 = [&](size_t l, int b) { auto t = bits; t[l] = b; return loss5(t); };
   const std::vector<int> uniform(5, 5);

@@ -185,8 +185,7 @@ void add_quantize(CLI::App& app) {
     s.mp_candidates = a->mp_bits;
     s.mp_images = a->mp_images;
     s.mp_check_images = a->mp_check_images;
-    using MS = quant::PtqSettings::MixedSearch;
-    s.mp_search = a->mp_search == "knapsack" ? MS::knapsack : a->mp_search == "greedy-isolated" ? MS::greedy_isolated : MS::greedy;
+    s.mp_search = quant::parse_mixed_search(a->mp_search);
     s.mp_bits = a->mp_separate       ? quant::PtqSettings::MixedBits::separate
                 : a->mp_weights_only ? quant::PtqSettings::MixedBits::weights
                                      : quant::PtqSettings::MixedBits::tied;

@@ -208,6 +208,23 @@ void add_unit_rms_rows(compress::Moments& m, const float* x, int64_t rows, int64
 
 }  // namespace
 
+PtqSettings::MixedSearch parse_mixed_search(const std::string& name) {
+  using MS = PtqSettings::MixedSearch;
+  if (name == "greedy") return MS::greedy;
+  if (name == "greedy-isolated") return MS::greedy_isolated;
+  if (name == "knapsack") return MS::knapsack;
+  throw Error("unknown mixed-precision search '" + name + "' (expected greedy, greedy-isolated or knapsack)");
+}
+
+std::string mixed_search_name(PtqSettings::MixedSearch search) {
+  switch (search) {
+    case PtqSettings::MixedSearch::greedy: return "greedy";
+    case PtqSettings::MixedSearch::greedy_isolated: return "greedy-isolated";
+    case PtqSettings::MixedSearch::knapsack: return "knapsack";
+  }
+  return "?";
+}
+
 nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
                               const std::vector<std::string>& calib_images, bool progress,
                               FloatLayers* replaced) {
@@ -491,9 +508,7 @@ nlohmann::json quantize_model(models::ViT& model, const PtqSettings& s,
     for (int c : s.mp_candidates)
       if (c <= s.avg_bits) ub = std::max(ub, c);
     const bool isolated = s.mp_search != PtqSettings::MixedSearch::greedy;
-    const char* search_name = s.mp_search == PtqSettings::MixedSearch::greedy            ? "greedy"
-                              : s.mp_search == PtqSettings::MixedSearch::greedy_isolated ? "greedy-isolated"
-                                                                                         : "knapsack";
+    const std::string search_name = mixed_search_name(s.mp_search);
     check(!isolated || ub > 0, fmt::format("mixed precision: the {} search is compared with uniform bits and needs a candidate <= --avg-bits", search_name));
     // The isolated searches measure each item alone in the float model (mixed.h says why): every candidate
     // is built first, then the mixed layers are swapped for their float versions and the attention

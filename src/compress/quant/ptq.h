@@ -81,6 +81,10 @@ struct PtqSettings {
 // rounding): what block reconstruction (compress/reconstruct) learns the rounding of.
 using FloatLayers = std::map<std::string, std::unique_ptr<nn::Linear>>;
 
+// --mp-search's names: greedy, greedy-isolated, knapsack (parse throws naming the choices).
+PtqSettings::MixedSearch parse_mixed_search(const std::string& name);
+std::string mixed_search_name(PtqSettings::MixedSearch search);
+
 // Quantises `model` in place. calib_images: preprocessed by the model's own pipeline.
 // Returns the "quantization" section for config.json (method, observers, bits per layer).
 // `replaced`, when given, receives the float layers that were quantised.
