@@ -10,6 +10,7 @@
 #include <random>
 
 #include "compress/lowrank/allocate.h"
+#include "compress/lowrank/circuits.h"
 #include "compress/lowrank/factorize.h"
 #include "compress/lowrank/sensitivity.h"
 #include "core/error.h"
@@ -198,17 +199,18 @@ TEST(LowRank, AllocatorsMeetTheBudget) {
   const std::vector<std::pair<int64_t, int64_t>> shapes{{192, 576}, {192, 192}, {192, 768}, {768, 192}};
   for (size_t i = 0; i < shapes.size(); ++i) {
     const double decay = 0.9 + 0.02 * double(i);
-    layers.push_back({shapes[i].first, shapes[i].second, 1.0, [decay](int64_t r) { return std::pow(decay, double(r)); }});
+    layers.push_back(compress::RankCandidate::linear(shapes[i].first, shapes[i].second, 1.0,
+                                                     [decay](int64_t r) { return std::pow(decay, double(r)); }));
   }
   double total = 0;
-  for (auto& l : layers) total += double(l.in * l.out);
+  for (auto& l : layers) total += l.full_units;
   for (double keep : {0.9, 0.6, 0.3}) {
     const double to_save = (1 - keep) * total;
     for (bool greedy : {true, false}) {
       auto ranks = greedy ? compress::allocate_greedy(layers, to_save) : compress::allocate_uniform(layers, to_save);
       double saved = 0, err = 0;
       for (size_t i = 0; i < layers.size(); ++i) {
-        EXPECT_LE(ranks[i], compress::max_saving_rank(layers[i].in, layers[i].out));
+        EXPECT_LE(ranks[i], layers[i].max_rank);
         saved += compress::saved_units(layers[i], ranks[i]);
         err += ranks[i] ? layers[i].error(ranks[i]) : 0;
       }
@@ -226,8 +228,8 @@ TEST(LowRank, AllocatorsMeetTheBudget) {
 TEST(LowRank, GreedyPrefersTheLayerThatLosesLess) {
   // Same shapes; layer 0's spectrum decays fast (cheap to cut), layer 1's is flat.
   std::vector<compress::RankCandidate> layers{
-      {64, 64, 1.0, [](int64_t r) { return std::pow(0.5, double(r)); }},
-      {64, 64, 1.0, [](int64_t r) { return 1.0 - double(r) / 64.0; }}};
+      compress::RankCandidate::linear(64, 64, 1.0, [](int64_t r) { return std::pow(0.5, double(r)); }),
+      compress::RankCandidate::linear(64, 64, 1.0, [](int64_t r) { return 1.0 - double(r) / 64.0; })};
   auto ranks = compress::allocate_greedy(layers, 0.3 * 2 * 64 * 64);
   EXPECT_GT(ranks[0], 0) << "the fast-decaying layer is cut";
   EXPECT_EQ(ranks[1], 0) << "the flat layer stays dense";
@@ -323,7 +325,8 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
 
   auto cfg = nlohmann::json::parse(std::ifstream(tmp / "lr/config.json"));
   ASSERT_TRUE(cfg.contains("lowrank"));
-  EXPECT_GT(cfg["lowrank"]["layers"].size(), 2u);
+  const auto& attn = cfg["lowrank"]["attention_circuits"];
+  ASSERT_EQ(attn.size(), 12u) << "every block's attention as circuits";
   const double before = cfg["lowrank"]["params"]["before"], after = cfg["lowrank"]["params"]["after"];
   EXPECT_LE(after, 0.9 * before);
   EXPECT_GE(after, 0.89 * before);
@@ -331,10 +334,13 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   // The head sees 4 pooled rows for 192 inputs: left dense (cut, it lost most of top-1).
   EXPECT_FALSE(cfg["lowrank"]["layers"].contains("head"));
   EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("head"));
-  EXPECT_EQ(cfg["lowrank"]["sensitivity"].size(), cfg["lowrank"]["kept_dense"].size() == 1 ? 49u : 0u)
-      << "KL probes for every candidate layer";
+  // KL probes for every candidate: patch_embed and 24 fc layers (qkv / proj are circuits), and
+  // 12 blocks x 3 heads x (q/k, v/o).
+  EXPECT_EQ(cfg["lowrank"]["sensitivity"].size(), 25u + 72u);
   for (auto& [name, probes] : cfg["lowrank"]["sensitivity"].items()) {
-    ASSERT_EQ(probes.size(), 4u) << name;  // 4 budgets, all reachable at 90 %
+    const bool circuit = name.find(".head") != std::string::npos;
+    // Linear layers: 4 budgets, all reachable at 90 %; circuits: 6/8 .. 1/8 of the head width.
+    ASSERT_EQ(probes.size(), circuit ? 5u : 4u) << name;
     int64_t lowest = probes[0]["rank"];
     for (auto& p : probes) {
       EXPECT_LE(p["rank"].get<int64_t>(), lowest) << name << ": probes by falling rank";
@@ -343,11 +349,20 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
     // Greedy never goes below the lowest probed rank (no extrapolation).
     if (cfg["lowrank"]["layers"].contains(name))
       EXPECT_GE(cfg["lowrank"]["layers"][name]["rank"].get<int64_t>(), lowest) << name;
+    if (circuit) {  // blocks.N.attn.headH.qk / .ov
+      const size_t dot = name.find(".head");
+      const auto& widths = attn[name.substr(0, dot)][name.substr(dot + 7) == "qk" ? "qk_rank" : "v_rank"];
+      const int64_t r = widths[size_t(name[dot + 5] - '0')];
+      EXPECT_TRUE(r == 64 || r >= lowest) << name << " " << r;
+    }
   }
   out = test::run_output(test::cli() + " info " + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
-  EXPECT_NE(out.find("low-rank layer"), std::string::npos) << out;
-  EXPECT_NE(out.find(".down"), std::string::npos) << out;
+  EXPECT_NE(out.find("head widths"), std::string::npos) << out;  // the circuits' per-head ranks
+  if (!cfg["lowrank"]["layers"].empty()) {
+    EXPECT_NE(out.find("low-rank layer"), std::string::npos) << out;
+    EXPECT_NE(out.find(".down"), std::string::npos) << out;
+  }
   out = test::run_output(test::cli() + " classify " + (tmp / "lr") + " " + d + "/n01440764_tench.JPEG --top 1", &st);
   EXPECT_EQ(st, 0);
   EXPECT_NE(out.find(" 0  class 0"), std::string::npos) << out;
@@ -356,11 +371,15 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   // interpolate 788 rows for 768 inputs and the W8A8 model misclassifies), then W8A8: both factors
   // of every low-rank layer get quantised, and the attention operands too (ptq observes them on
   // the output of "...attn.qkv.up" in a low-rank model).
-  out = test::run_output(test::cli() + " lowrank " + m + " --params 0.9 --calib " + d + " --split " + (tmp / "calib.txt") +
+  // (A MAC budget here: the circuits' q k^T and P v products count too.)
+  out = test::run_output(test::cli() + " lowrank " + m + " --flops 0.9 --calib " + d + " --split " + (tmp / "calib.txt") +
                              " --calib-batch 4 --allocation uniform --no-compensation --refine-steps 0 --out " + (tmp / "lrd"),
                          &st);
   ASSERT_EQ(st, 0) << out;
   cfg = nlohmann::json::parse(std::ifstream(tmp / "lrd/config.json"));
+  const double macs0 = cfg["lowrank"]["macs_per_image"]["before"], macs1 = cfg["lowrank"]["macs_per_image"]["after"];
+  EXPECT_LE(macs1, 0.9 * macs0);
+  EXPECT_GE(macs1, 0.89 * macs0);
   out = test::run_output(test::cli() + " quantize " + (tmp / "lrd") + " --calib " + d + " --split " +
                              (tmp / "calib.txt") + " --out " + (tmp / "lrq"),
                          &st);
@@ -382,4 +401,119 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   EXPECT_NE(st, 0);
   EXPECT_NE(out.find("not dense"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(tmp / "again"));
+}
+
+// Attention circuits (compress/lowrank/circuits.h), checked against a plain Eigen attention.
+namespace {
+
+struct AttnOut {
+  Mat y, proj_in;  // output [B*N, out], proj's input [B*N, v_total]
+};
+
+AttnOut eigen_attention(const Mat& X, const Mat& qkv_w, const compress::Vec& qkv_b, const Mat& proj_w,
+                        const compress::Vec& proj_b, const kernels::HeadLayout& l, double scale, int64_t B, int64_t N) {
+  Mat qkv = X * qkv_w.transpose();
+  if (qkv_b.size()) qkv.rowwise() += qkv_b.transpose();
+  AttnOut o{Mat::Zero(X.rows(), proj_w.rows()), Mat::Zero(X.rows(), l.v_total())};
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t qo = 0, vo = 0;
+    for (size_t h = 0; h < l.qk_dim.size(); ++h) {
+      const Mat q = qkv.block(b * N, qo, N, l.qk_dim[h]), k = qkv.block(b * N, l.qk_total() + qo, N, l.qk_dim[h]);
+      Mat s = (q * k.transpose() * scale);
+      for (int64_t i = 0; i < N; ++i) {
+        s.row(i) = (s.row(i).array() - s.row(i).maxCoeff()).exp();
+        s.row(i) /= s.row(i).sum();
+      }
+      o.proj_in.block(b * N, vo, N, l.v_dim[h]) = s * qkv.block(b * N, 2 * l.qk_total() + vo, N, l.v_dim[h]);
+      qo += l.qk_dim[h];
+      vo += l.v_dim[h];
+    }
+  }
+  o.y = o.proj_in * proj_w.transpose();
+  o.y.rowwise() += proj_b.transpose();
+  return o;
+}
+
+struct RandomAttention {
+  int64_t C = 24, B = 3, N = 40;
+  kernels::HeadLayout layout{{8, 8, 8}, {8, 8, 8}};
+  Mat X, qkv_w, proj_w, xtx, yty;
+  compress::Vec qkv_b, proj_b, xsum;
+  explicit RandomAttention(unsigned seed) {
+    X = correlated_inputs(B * N, C, seed);
+    X.rowwise() += random_mat(1, C, seed + 7).row(0);  // a mean, like LayerNorm outputs with a bias
+    qkv_w = random_mat(3 * C, C, seed + 2) * 0.3;
+    qkv_b = random_mat(3 * C, 1, seed + 3).col(0) * 0.5;
+    proj_w = random_mat(C, C, seed + 4) * 0.3;
+    proj_b = random_mat(C, 1, seed + 5).col(0);
+    xtx = X.transpose() * X;
+    xsum = X.colwise().sum().transpose();
+    const Mat y = eigen_attention(X, qkv_w, qkv_b, proj_w, proj_b, layout, 0.35, B, N).proj_in;
+    yty = y.transpose() * y;
+  }
+  compress::AttentionCircuits circuits(bool aware = true) const {
+    return compress::attention_circuits(qkv_w, qkv_b, proj_w, proj_b, layout, xtx, xsum, double(X.rows()), yty, aware);
+  }
+  AttnOut run(const compress::AttentionWeights& w) const {
+    return eigen_attention(X, w.qkv_w, w.qkv_b, w.proj_w, w.proj_b, w.layout, 0.35, B, N);
+  }
+  // Summed squared error of head h's scores over all pairs of rows (what the q/k cut minimises).
+  double score_error(const compress::AttentionWeights& w, size_t h) const {
+    auto scores = [&](const Mat& qkv_w_, const compress::Vec& b, const kernels::HeadLayout& l) {
+      Mat qkv = X * qkv_w_.transpose();
+      qkv.rowwise() += b.transpose();
+      int64_t qo = 0;
+      for (size_t j = 0; j < h; ++j) qo += l.qk_dim[j];
+      return Mat(qkv.middleCols(qo, l.qk_dim[h]) * qkv.middleCols(l.qk_total() + qo, l.qk_dim[h]).transpose());
+    };
+    return (scores(qkv_w, qkv_b, layout) - scores(w.qkv_w, w.qkv_b, w.layout)).squaredNorm();
+  }
+};
+
+double tail(const compress::Vec& e, int64_t r) { return e.tail(e.size() - r).sum(); }
+
+}  // namespace
+
+TEST(LowRankCircuits, FullRankIsTheSameAttention) {
+  RandomAttention a(3);
+  const auto c = a.circuits();
+  const Mat ref = a.run({a.qkv_w, a.proj_w, a.qkv_b, a.proj_b, a.layout}).y;
+  for (bool pad : {true, false}) {
+    const auto w = compress::attention_at(c, a.layout.qk_dim, a.layout.v_dim, pad);
+    EXPECT_EQ(w.layout.qk_dim, a.layout.qk_dim);
+    EXPECT_LT((a.run(w).y - ref).cwiseAbs().maxCoeff(), 1e-8 * ref.cwiseAbs().maxCoeff()) << "pad " << pad;
+  }
+}
+
+TEST(LowRankCircuits, CutsAreTheBestFitsOfScoresAndOutputs) {
+  RandomAttention a(5);
+  const auto c = a.circuits(), plain = a.circuits(false);
+  const std::vector<int64_t> full = a.layout.qk_dim;
+  for (int64_t r : {2, 5}) {
+    for (size_t h = 0; h < 3; ++h) {
+      // q/k of head h cut to r: the summed squared score error is the tail of its spectrum, and
+      // below plain SVD's (C = I) cut to the same rank.
+      std::vector<int64_t> qk = full;
+      qk[h] = r;
+      const auto w = compress::attention_at(c, qk, full, false);
+      EXPECT_EQ(w.layout.qk_dim[h], r);
+      EXPECT_EQ(w.qkv_w.rows(), 3 * a.C - 2 * (8 - r));
+      const double err = a.score_error(w, h);
+      EXPECT_NEAR(err, tail(c.heads[h].qk_energy, r), 1e-6 * c.heads[h].qk_energy.sum()) << "head " << h << " r " << r;
+      EXPECT_LT(err, a.score_error(compress::attention_at(plain, qk, full, false), h)) << "head " << h << " r " << r;
+      // Padding with zero rows is the same attention as dropping them (what the KL probes run).
+      const Mat y = a.run(w).y;
+      EXPECT_LT((a.run(compress::attention_at(c, qk, full, true)).y - y).cwiseAbs().maxCoeff(), 1e-9);
+
+      // v/o of head h cut to r: the output error is the tail of its spectrum.
+      std::vector<int64_t> v = full;
+      v[h] = r;
+      const auto wv = compress::attention_at(c, full, v, false);
+      EXPECT_EQ(wv.proj_w.cols(), a.C - (8 - r));
+      const Mat ref = a.run({a.qkv_w, a.proj_w, a.qkv_b, a.proj_b, a.layout}).y;
+      EXPECT_NEAR((a.run(wv).y - ref).squaredNorm(), tail(c.heads[h].ov_energy, r), 1e-6 * c.heads[h].ov_energy.sum());
+    }
+  }
+  EXPECT_THROW(compress::attention_at(c, {9, 8, 8}, full, false), Error);
+  EXPECT_THROW(compress::attention_at(c, {8, 8}, full, false), Error);
 }

@@ -82,8 +82,8 @@ void add_info(CLI::App& app) {
     fmt::print("size         {} ({} bytes)\n", human_bytes(m.param_bytes()), m.param_bytes());
     fmt::print("compute      {:.3f} GMACs per image ({:.3f} GFLOPs)\n", double(m.macs_per_image()) / 1e9,
                2.0 * double(m.macs_per_image()) / 1e9);
-    if (!c.head_layouts.empty()) {  // structurally pruned: the shapes each block was left with
-      fmt::print("pruned       {}\n", c.pruning_record.dump());
+    if (!c.head_layouts.empty()) {  // pruned or cut as circuits: the shapes each block was left with
+      fmt::print("head widths  {}\n", c.pruning_record.dump());
       for (size_t i = 0; i < m.blocks.size(); ++i)
         fmt::print("  block {:>2}   q/k per head [{}]  v per head [{}]  mlp hidden {}\n", i,
                    fmt::join(c.head_layouts[i].qk_dim, ", "), fmt::join(c.head_layouts[i].v_dim, ", "),

@@ -15,14 +15,15 @@ void add_lowrank(CLI::App& app) {
       "becomes two Linears B [r, in] then A [out, r] fitted to the layer's output on the calibration\n"
       "images, with ranks chosen per layer to meet --params or --flops, optionally refitted layer by\n"
       "layer on the compressed model's own inputs (--compensation), then refined block by block\n"
-      "(--refine-steps). Writes a model folder that\n"
+      "(--refine-steps). Attention is cut as per-head circuits (--circuits): narrower heads.\n"
+      "Writes a model folder that\n"
       "eval / bench / info / quantize load directly; `info` lists the rank of every layer.");
   struct Args : ModelArgs {
     double params = 0, flops = 0, damping = 1e-4;
     // Defaults = the best measured combination on ViT-Ti (docs/lowrank.md): greedy mixed ranks
     // with compensation, best at 90 / 80 / 70 % of the parameters.
     std::string calib, split, out, factorization = "activation", allocation = "greedy", rank_error = "kl";
-    bool compensation = true;
+    bool compensation = true, circuits = true;
     int batch = 16, sensitivity_images = 16;
     int64_t refine_steps = 200, refine_batch = 16;
     double refine_lr = 1e-3;
@@ -59,6 +60,10 @@ void add_lowrank(CLI::App& app) {
   cmd->add_option("--sensitivity-images", a->sensitivity_images,
                   "calibration images of the KL probes of --rank-error kl (default 16)")
       ->check(CLI::Range(1, 100000));
+  cmd->add_flag("--circuits,!--no-circuits", a->circuits,
+                "cut attention as per-head circuits (default on): each head's query-key score form and its\n"
+                "value-to-output map get their own ranks (activation-aware, in the same allocation), giving\n"
+                "narrower heads instead of factorised qkv / proj Linears (docs/lowrank.md)");
   cmd->add_flag("--compensation,!--no-compensation", a->compensation,
                 "refit the factors layer by layer, in forward order, to the layer's own FP32 output on the\n"
                 "inputs the compressed model gives it (closed form; default on, docs/lowrank.md)");
@@ -98,6 +103,7 @@ void add_lowrank(CLI::App& app) {
     s.rank_error = a->rank_error == "channel" ? RE::channel : a->rank_error == "total" ? RE::total : RE::kl;
     s.sensitivity_images = a->sensitivity_images;
     s.compensate = a->compensation;
+    s.circuits = a->circuits;
     s.damping = a->damping;
     s.batch = a->batch;
     s.keep_dense = a->keep_dense;
@@ -109,8 +115,10 @@ void add_lowrank(CLI::App& app) {
     const int64_t params = m.num_params(), macs = m.macs_per_image();
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});
-    fmt::print("lowrank {} -> {}: {} layers factorised; parameters {} -> {} ({:.1f}%), GMACs {:.3f} -> {:.3f} ({:.1f}%)\n",
-               a->path, a->out, section["layers"].size(), params, m.num_params(),
+    const auto& attn = section["attention_circuits"];
+    fmt::print("lowrank {} -> {}: {} layers factorised, {} attention modules as circuits; parameters {} -> {} ({:.1f}%), "
+               "GMACs {:.3f} -> {:.3f} ({:.1f}%)\n",
+               a->path, a->out, section["layers"].size(), attn.is_object() ? attn.size() : 0, params, m.num_params(),
                100.0 * double(m.num_params()) / double(params), double(macs) / 1e9, double(m.macs_per_image()) / 1e9,
                100.0 * double(m.macs_per_image()) / double(macs));
   });

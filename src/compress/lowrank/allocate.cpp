@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <queue>
 #include <tuple>
+#include <utility>
 
 #include "core/error.h"
 
@@ -11,7 +12,7 @@ namespace {
 
 void check_reachable(const std::vector<RankCandidate>& layers, double to_save) {
   double most = 0;
-  for (auto& c : layers) most += saved_units(c, max_saving_rank(c.in, c.out) > 0 ? 1 : 0);
+  for (auto& c : layers) most += saved_units(c, c.max_rank > 0 ? 1 : 0);
   check(to_save <= most, "low-rank: budget unreachable - rank 1 in every layer saves only " +
                              std::to_string(int64_t(most)) + " of the " + std::to_string(int64_t(to_save)) +
                              " units needed");
@@ -24,8 +25,12 @@ int64_t max_saving_rank(int64_t in, int64_t out) {
   return std::min((in * out - 1) / (in + out), std::min(in, out));
 }
 
+RankCandidate RankCandidate::linear(int64_t in, int64_t out, double weight, std::function<double(int64_t)> error) {
+  return {weight * double(in * out), weight * double(in + out), max_saving_rank(in, out), std::move(error)};
+}
+
 double saved_units(const RankCandidate& c, int64_t rank) {
-  return rank <= 0 ? 0.0 : c.weight * double(c.in * c.out - rank * (c.in + c.out));
+  return rank <= 0 ? 0.0 : c.full_units - double(rank) * c.per_rank;
 }
 
 std::vector<int64_t> allocate_greedy(const std::vector<RankCandidate>& layers, double to_save) {
@@ -37,7 +42,7 @@ std::vector<int64_t> allocate_greedy(const std::vector<RankCandidate>& layers, d
   std::priority_queue<Step, std::vector<Step>, std::greater<>> steps;
   auto push_next = [&](size_t i) {
     const RankCandidate& c = layers[i];
-    const int64_t from = rank[i], to = from == 0 ? max_saving_rank(c.in, c.out) : from - 1;
+    const int64_t from = rank[i], to = from == 0 ? c.max_rank : from - 1;
     if (to < 1) return;
     const double gain = saved_units(c, to) - saved_units(c, from);
     const double loss = c.error(to) - (from == 0 ? 0.0 : c.error(from));
@@ -63,8 +68,7 @@ std::vector<int64_t> allocate_uniform(const std::vector<RankCandidate>& layers, 
     std::vector<int64_t> r(layers.size(), 0);
     for (size_t i = 0; i < layers.size(); ++i) {
       const auto& c = layers[i];
-      const int64_t hi = max_saving_rank(c.in, c.out);
-      if (hi >= 1) r[i] = std::clamp(int64_t(rho * double(c.in * c.out) / double(c.in + c.out)), int64_t(1), hi);
+      if (c.max_rank >= 1) r[i] = std::clamp(int64_t(rho * c.full_units / c.per_rank), int64_t(1), c.max_rank);
     }
     return r;
   };

@@ -6,6 +6,7 @@
 
 #include "compress/capture.h"
 #include "compress/lowrank/allocate.h"
+#include "compress/lowrank/circuits.h"
 #include "compress/lowrank/factorize.h"
 #include "compress/lowrank/sensitivity.h"
 #include "compress/reconstruct/reconstruct.h"
@@ -62,11 +63,73 @@ struct Layer {
   Mat W;
   Tensor bias;
   Mat xtx;  // X^T X of the FP32 inputs
+  Vec xsum;  // their column sums
   int64_t rows = 0;  // calibration rows behind xtx
   OutputSpectrum spectrum;
   int64_t rank = 0;  // 0: stays dense
   std::string kept;  // why the layer is not factorised at all ("" = it may be)
 };
+
+std::unique_ptr<nn::Linear> dense_layer(const AttentionWeights& w, bool qkv) {
+  if (qkv) return std::make_unique<nn::DenseLinear>(to_tensor(w.qkv_w), w.qkv_b.size() ? to_tensor(w.qkv_b) : Tensor());
+  return std::make_unique<nn::DenseLinear>(to_tensor(w.proj_w), to_tensor(w.proj_b));
+}
+
+// A rank item of the attention circuits: one head's q/k (qk) or v/o circuit of circuits[block].
+struct CircuitItem {
+  size_t block, head;
+  bool qk;
+};
+
+// One block's attention as circuits (circuits.h) and where its qkv / proj live.
+struct Circuits {
+  AttentionCircuits c;
+  size_t block;  // in the model
+  std::unique_ptr<nn::Linear>*qkv_slot, *proj_slot;
+
+  // This block's per-head ranks from the allocation's (items: (block, head, qk) of the items
+  // after the first `first`); unchanged heads keep their width. cut: some head is cut.
+  void ranks_from(const std::vector<CircuitItem>& items, const std::vector<int64_t>& ranks, size_t first, size_t block,
+                  std::vector<int64_t>& qk, std::vector<int64_t>& v, bool& cut) const {
+    for (auto& h : c.heads) {
+      qk.push_back(h.q.rows());
+      v.push_back(h.v.rows());
+    }
+    for (size_t j = 0; j < items.size(); ++j) {
+      const int64_t r = ranks[first + j];
+      if (items[j].block != block || r <= 0) continue;
+      (items[j].qk ? qk : v)[items[j].head] = r;
+      cut = true;
+    }
+  }
+};
+
+// Every block's attention as circuits from the FP32 statistics, and the model's qkv / proj
+// rewritten in the circuits' bases at full rank (the same function; circuits.h), so that cutting a
+// head is zeroing rows of qkv. The qkv / proj layers leave the Linear candidates (kept).
+std::vector<Circuits> attention_circuits_of(models::ViT& model, std::vector<Layer>& layers,
+                                            const std::map<std::string, size_t>& index, const LowRankSettings& s) {
+  std::vector<Circuits> out;
+  auto dense = [&](const std::string& n) {
+    return std::find(s.keep_dense.begin(), s.keep_dense.end(), n) != s.keep_dense.end();
+  };
+  for (size_t b = 0; b < model.blocks.size(); ++b) {
+    const std::string prefix = "blocks." + std::to_string(b) + ".attn.";
+    if (dense(prefix + "qkv") || dense(prefix + "proj")) continue;  // --keep-dense: this attention stays
+    auto& q = layers[index.at(prefix + "qkv")];
+    auto& p = layers[index.at(prefix + "proj")];
+    const auto& layout = model.blocks[b].attn.heads;
+    Circuits c{attention_circuits(q.W, model.cfg.qkv_bias ? to_vec(q.bias) : Vec(), p.W, to_vec(p.bias), layout, q.xtx,
+                                  q.xsum, double(q.rows), p.xtx, s.activation_aware),
+               b, q.slot, p.slot};
+    const AttentionWeights full = attention_at(c.c, layout.qk_dim, layout.v_dim, true);
+    *q.slot = dense_layer(full, true);
+    *p.slot = dense_layer(full, false);
+    q.kept = p.kept = "attention circuits";
+    out.push_back(std::move(c));
+  }
+  return out;
+}
 
 void for_each_batch(const std::vector<std::string>& images, int batch, const models::ViT& model,
                     const std::function<void(const Tensor&, size_t)>& fn) {
@@ -122,7 +185,8 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
                             "); apply low rank to the float model, before quantisation");
     Tensor bias = d->bias().defined() ? d->bias() : Tensor::zeros({d->out_features()});
     index[name] = layers.size();
-    layers.push_back({name, slot, to_mat(d->weight()), bias, Mat::Zero(d->in_features(), d->in_features()), 0, {}, 0, {}});
+    layers.push_back({name, slot, to_mat(d->weight()), bias, Mat::Zero(d->in_features(), d->in_features()),
+                      Vec::Zero(d->in_features()), 0, {}, 0, {}});
   }
 
   for (auto& n : s.keep_dense) check(index.count(n) != 0, "low-rank: --keep-dense names no Linear layer: '" + n + "'");
@@ -139,6 +203,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     Capture cap(model, [&](const Captured& c) {
       Layer& l = layers[index.at(c.name)];
       add_cross(l.xtx, c.x, c.x, c.rows, c.in, c.in);
+      l.xsum += MapF(c.x, c.rows, c.in).colwise().sum().transpose().cast<double>();
       l.rows += c.rows;
     });
     Progress bar("statistics", int64_t(calib.size()));
@@ -149,16 +214,20 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     bar.finish();
   }
 
-  // 2-3. Spectra and ranks.
+  // 2-3. Spectra and ranks. Items 0..eligible-1 are Linear layers, the rest attention circuits.
   const bool flops = s.budget == LowRankSettings::Budget::flops;
   const double total = flops ? double(model.macs_per_image()) : double(model.num_params());
+  std::vector<Circuits> circuits;
+  if (s.circuits) circuits = attention_circuits_of(model, layers, index, s);
   std::vector<RankCandidate> cands;
   std::vector<Layer*> eligible;
+  std::vector<int64_t> full_rank;  // per item: the rank at which it is unchanged
   nlohmann::json kept_dense = nlohmann::json::object();
   for (auto& l : layers) {
     // Fewer calibration rows than inputs (the head sees one pooled row per image): the fit would
     // keep only the outputs of the calibration images (for the head: their classes' logits) and
     // its compensation would interpolate them; measured 21.10 top-1 at 80 % with the head cut.
+    if (!l.kept.empty()) continue;  // cut as attention circuits
     if (std::find(s.keep_dense.begin(), s.keep_dense.end(), l.name) != s.keep_dense.end())
       l.kept = "asked (--keep-dense)";
     else if (l.rows < l.W.cols())
@@ -172,18 +241,42 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     const double energy = std::max(sp->energy.sum(), 1e-300);
     const bool channel = s.rank_error == LowRankSettings::RankError::channel;
     eligible.push_back(&l);
-    cands.push_back({l.W.cols(), l.W.rows(), flops ? rows_per_image(model.cfg, l.name) : 1.0,
+    full_rank.push_back(std::min(l.W.rows(), l.W.cols()));
+    cands.push_back(RankCandidate::linear(l.W.cols(), l.W.rows(), flops ? rows_per_image(model.cfg, l.name) : 1.0,
                      [sp, energy, channel](int64_t r) {
                        // Squared: the sum over layers then penalises one badly cut layer far more
                        // than many mildly cut ones (with the plain sum, greedy cut a few layers to
                        // 40-70% error and the model fell to chance - docs/lowrank.md).
                        const double e = channel ? sp->channel_error_at(r) : sp->error_at(r) / energy;
                        return e * e;
-                     }});
+                     }));
+  }
+  // Circuit items: (block, head, qk or ov), rank = the head's q/k or v width.
+  std::vector<CircuitItem> citems;
+  const double T = double(model.cfg.num_tokens());
+  for (size_t b = 0; b < circuits.size(); ++b) {
+    const AttentionCircuits& c = circuits[b].c;
+    const double n = double(c.in + (c.qkv_bias ? 1 : 0)), out = double(c.proj_bias.size());
+    for (size_t h = 0; h < c.heads.size(); ++h)
+      for (bool qk : {true, false}) {
+        const Vec& e = qk ? c.heads[h].qk_energy : c.heads[h].ov_energy;
+        if (e.size() == 0) continue;
+        // Per unit of rank: q and k rows (weights and bias), or a v row and a proj column; with
+        // MACs per image also the T x T products of q k^T or P v.
+        const double per = flops ? (qk ? T * 2 * double(c.in) + T * T : T * (double(c.in) + out) + T * T)
+                                 : (qk ? 2 * n : n + out);
+        const double energy = std::max(e.sum(), 1e-300);
+        citems.push_back({b, h, qk});
+        full_rank.push_back(e.size());
+        cands.push_back({per * double(e.size()), per, e.size() - 1, [e, energy](int64_t r) {
+                           const double t = r >= e.size() ? 0.0 : e.tail(e.size() - r).sum() / energy;
+                           return t * t;
+                         }});
+      }
   }
   const double to_save = total * (1.0 - s.fraction);
   nlohmann::json probes = nlohmann::json::object();
-  // KL probes (rank error kl): every candidate layer cut alone, then the whole allocation, on the
+  // KL probes (rank error kl): every candidate item cut alone, then the whole allocation, on the
   // first sensitivity_images calibration images, against their FP32 logits (computed once).
   const bool kl_probes = s.mixed && s.rank_error == LowRankSettings::RankError::kl;
   Tensor probe_images, probe_ref;
@@ -192,34 +285,65 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     probe_images = load_batch({calib.begin(), calib.begin() + long(n)}, model.cfg.pre);
     probe_ref = model.forward(probe_images);
   }
-  auto cut = [&](size_t i, int64_t rank) {  // eligible layer i at `rank`, uncompensated
-    return low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, rank), eligible[i]->bias);
+  auto item_name = [&](size_t i) {
+    if (i < eligible.size()) return eligible[i]->name;
+    const CircuitItem& it = citems[i - eligible.size()];
+    return "blocks." + std::to_string(circuits[it.block].block) + ".attn.head" + std::to_string(it.head) + (it.qk ? ".qk" : ".ov");
+  };
+  // The model with the items at `ranks` (0 = unchanged), uncompensated, as swaps: one per cut
+  // Linear, one qkv (zero rows beyond the ranks, circuits.h) per block with a cut head.
+  auto swaps_for = [&](const std::vector<int64_t>& ranks) {
+    std::vector<LayerSwap> swaps;
+    for (size_t i = 0; i < eligible.size(); ++i)
+      if (ranks[i] > 0)
+        swaps.push_back({eligible[i]->slot, low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, ranks[i]),
+                                                           eligible[i]->bias)});
+    for (size_t b = 0; b < circuits.size(); ++b) {
+      std::vector<int64_t> qk, v;
+      bool cut = false;
+      circuits[b].ranks_from(citems, ranks, eligible.size(), b, qk, v, cut);
+      if (cut) swaps.push_back({circuits[b].qkv_slot, dense_layer(attention_at(circuits[b].c, qk, v, true), true)});
+    }
+    return swaps;
   };
   if (kl_probes) {
-    // Probe every layer alone at the ranks uniform allocation gives it at 4 budgets around the
+    // Probe every Linear alone at the ranks uniform allocation gives it at 4 budgets around the
     // target (saving 1/2, 1, 3/2 and 2 times as much) on a few calibration images, and let greedy
-    // compare layers by the measured KL of the model's logits, interpolated linearly in the rank
+    // compare items by the measured KL of the model's logits, interpolated linearly in the rank
     // between probes (0 at full rank). Ranks below the lowest probe are not used: an earlier
     // version extrapolated one probe along the output-error curve and greedy cut 12 layers to rank
-    // 1-38 (0.80 top-1 at 80 %). Summing the layers' KLs ignores their interaction.
-    std::vector<std::vector<int64_t>> ladder;  // ladder[k][i]: probe k's rank of layer i, k by falling rank
+    // 1-38 (0.80 top-1 at 80 %). Summing the items' KLs ignores their interaction.
+    // Attention circuits are probed at 3/4, 1/2, 3/8, 1/4 and 1/8 of the head's width at every
+    // budget: their cheap heads go far below the uniform ranks (the thirteenth session's PyTorch
+    // probe, docs/lowrank.md), which a ladder from uniform allocation never reaches.
+    std::vector<std::vector<int64_t>> probe_ranks(cands.size());  // per item, falling
     for (double k : {0.5, 1.0, 1.5, 2.0}) {
       try {
-        ladder.push_back(allocate_uniform(cands, std::min(to_save * k, total)));
+        const auto uniform = allocate_uniform(cands, std::min(to_save * k, total));
+        for (size_t i = 0; i < eligible.size(); ++i) probe_ranks[i].push_back(uniform[i]);
       } catch (const Error&) {  // that much is not reachable: fewer probes
       }
     }
+    for (size_t i = eligible.size(); i < cands.size(); ++i)
+      for (int64_t eighths : {6, 4, 3, 2, 1})
+        if (const int64_t r = full_rank[i] * eighths / 8; r >= 1 && (probe_ranks[i].empty() || r < probe_ranks[i].back()))
+          probe_ranks[i].push_back(r);
     std::vector<LayerSwap> swaps;
-    for (auto& probe : ladder)
-      for (size_t i = 0; i < eligible.size(); ++i) swaps.push_back({eligible[i]->slot, cut(i, probe[i])});
+    for (size_t i = 0; i < cands.size(); ++i)
+      for (int64_t r : probe_ranks[i]) {
+        std::vector<int64_t> alone(cands.size(), 0);
+        alone[i] = r;
+        auto one = swaps_for(alone);
+        swaps.push_back(std::move(one.at(0)));
+      }
     const auto kl = swap_kl(model, probe_images, probe_ref, swaps, progress);
-    for (size_t i = 0; i < eligible.size(); ++i) {
+    size_t next = 0;
+    for (size_t i = 0; i < cands.size(); ++i) {
       // Points (rank, KL) from full rank down, KL made non-decreasing as the rank falls.
-      std::vector<std::pair<int64_t, double>> pts{{std::min(eligible[i]->W.rows(), eligible[i]->W.cols()), 0.0}};
+      std::vector<std::pair<int64_t, double>> pts{{full_rank[i], 0.0}};
       nlohmann::json measured = nlohmann::json::array();
-      for (size_t k = 0; k < ladder.size(); ++k) {
-        const int64_t r = ladder[k][i];
-        const double v = kl[k * eligible.size() + i];
+      for (int64_t r : probe_ranks[i]) {
+        const double v = kl[next++];
         measured.push_back({{"rank", r}, {"kl", v}});
         if (r < pts.back().first) pts.emplace_back(r, std::max(v, pts.back().second));
       }
@@ -233,19 +357,17 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
           }
         return 0.0;
       };
-      probes[eligible[i]->name] = measured;
+      probes[item_name(i)] = measured;
     }
   }
   auto ranks = s.mixed ? allocate_greedy(cands, to_save) : allocate_uniform(cands, to_save);
   nlohmann::json allocation_check;
   if (kl_probes) {
-    // Summed single-layer KLs stop predicting the model's KL when many layers are cut hard
+    // Summed single-item KLs stop predicting the model's KL when many items are cut hard
     // (measured: greedy below uniform ranks at 70 % of the parameters): keep the greedy ranks
     // only if the whole model's KL on the probe images is lower with them than with uniform ranks.
     auto kl_of = [&](const std::vector<int64_t>& r) {
-      std::vector<LayerSwap> swaps;
-      for (size_t i = 0; i < eligible.size(); ++i)
-        if (r[i] > 0) swaps.push_back({eligible[i]->slot, cut(i, r[i])});
+      auto swaps = swaps_for(r);
       return joint_swap_kl(model, probe_images, probe_ref, swaps);
     };
     const auto uniform = allocate_uniform(cands, to_save);
@@ -264,6 +386,24 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     per_layer[l.name] = {{"rank", l.rank}, {"in", l.W.cols()}, {"out", l.W.rows()},
                          {"relative_error", l.spectrum.error_at(l.rank) / std::max(l.spectrum.energy.sum(), 1e-300)},
                          {"channel_error", l.spectrum.channel_error_at(l.rank)}};
+  }
+  // The attention circuits at their ranks: narrower heads (the layout is saved in config.json).
+  nlohmann::json attention = nlohmann::json::object();
+  for (size_t b = 0; b < circuits.size(); ++b) {
+    std::vector<int64_t> qk, v;
+    bool cut = false;
+    circuits[b].ranks_from(citems, ranks, eligible.size(), b, qk, v, cut);
+    const AttentionWeights w = attention_at(circuits[b].c, qk, v, false);
+    *circuits[b].qkv_slot = dense_layer(w, true);
+    *circuits[b].proj_slot = dense_layer(w, false);
+    model.blocks[circuits[b].block].attn.heads = w.layout;
+    attention["blocks." + std::to_string(circuits[b].block) + ".attn"] = {{"qk_rank", w.layout.qk_dim}, {"v_rank", w.layout.v_dim}};
+  }
+  if (!circuits.empty()) {
+    model.cfg.head_layouts.clear();
+    for (auto& blk : model.blocks) model.cfg.head_layouts.push_back(blk.attn.heads);
+    model.cfg.attn_scale = model.blocks[0].attn.scale;
+    model.cfg.pruning_record["by"] = "lowrank: attention circuits";
   }
 
   // 4. Error compensation.
@@ -299,7 +439,8 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
           {"damping", s.damping},
           {"calibration_images", int64_t(calib.size())},
           {"kept_dense", kept_dense},
-          {"layers", per_layer}};
+          {"layers", per_layer},
+          {"attention_circuits", circuits.empty() ? nlohmann::json("off") : attention}};
 }
 
 }  // namespace vs::compress

@@ -4,6 +4,8 @@
 //  1. statistics: X^T X (float64) of every Linear's input over the calibration images;
 //  2. factorisation: activation-aware (best rank-r fit of the layer's output on those inputs,
 //     see factorize.h) or plain SVD of W;
+//  2b. attention as per-head circuits (circuits.h, default): each head's q k^T score form and its
+//     v -> proj map cut to their own ranks, narrower heads instead of factorised qkv / proj;
 //  3. ranks: greedy mixed ranks meeting a global parameter or MAC budget, trading the smallest
 //     increase in relative output error per unit saved (allocate.h), or one uniform fraction;
 //  4. error compensation, layer by layer in forward order: each factorised layer is refitted
@@ -16,7 +18,8 @@
 //     same inputs, every parameter of the block (compress/reconstruct/reconstruct.h).
 //
 // Layers become LowRankLinear (down = B, up = A with the bias); a layer whose factorisation
-// would not save anything stays dense.
+// would not save anything stays dense. Cut attention keeps dense qkv / proj of the heads' new
+// widths (ViTConfig::head_layouts, saved like structured pruning's).
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -43,6 +46,10 @@ struct LowRankSettings {
   enum class RankError { channel, total, kl };
   RankError rank_error = RankError::kl;
   int sensitivity_images = 16;     // calibration images the KL probes run on
+  // Attention as per-head circuits (lowrank/circuits.h): each head's q k^T score form and its
+  // v -> proj map cut to their own ranks (narrower heads, no extra GEMM) instead of factorising
+  // qkv and proj as Linears; they join the same allocation.
+  bool circuits = true;
   bool compensate = true;          // closed-form error compensation
   double damping = 1e-4;           // ridge of the compensation least squares, x mean(diag X'^T X')
   int batch = 16;                  // calibration batch size
