@@ -373,13 +373,18 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   // the output of "...attn.qkv.up" in a low-rank model).
   // (A MAC budget here: the circuits' q k^T and P v products count too.)
   out = test::run_output(test::cli() + " lowrank " + m + " --flops 0.9 --calib " + d + " --split " + (tmp / "calib.txt") +
-                             " --calib-batch 4 --allocation uniform --no-compensation --refine-steps 0 --out " + (tmp / "lrd"),
+                             " --calib-batch 4 --allocation uniform --no-compensation --refine-steps 0 --keep-dense blocks.0.attn.qkv --out " +
+                             (tmp / "lrd"),
                          &st);
   ASSERT_EQ(st, 0) << out;
   cfg = nlohmann::json::parse(std::ifstream(tmp / "lrd/config.json"));
   const double macs0 = cfg["lowrank"]["macs_per_image"]["before"], macs1 = cfg["lowrank"]["macs_per_image"]["after"];
   EXPECT_LE(macs1, 0.9 * macs0);
   EXPECT_GE(macs1, 0.89 * macs0);
+  // --keep-dense of block 0's qkv keeps its attention out of the circuits (its proj is a Linear).
+  EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("blocks.0.attn.qkv"));
+  EXPECT_EQ(cfg["lowrank"]["attention_circuits"].size(), 11u);
+  EXPECT_FALSE(cfg["lowrank"]["attention_circuits"].contains("blocks.0.attn"));
   out = test::run_output(test::cli() + " quantize " + (tmp / "lrd") + " --calib " + d + " --split " +
                              (tmp / "calib.txt") + " --out " + (tmp / "lrq"),
                          &st);

@@ -71,7 +71,8 @@ void add_lowrank(CLI::App& app) {
                   "ridge of the compensation least squares, relative to the mean input energy")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--keep-dense", a->keep_dense,
-                  "layers to leave dense, by name (e.g. blocks.0.attn.qkv); layers with fewer calibration\n"
+                  "layers to leave dense, by name (e.g. blocks.0.attn.qkv; naming a block's attn.qkv or attn.proj\n"
+                  "also keeps that block's attention out of --circuits); layers with fewer calibration\n"
                   "rows than inputs (the head: one row per image) are always left dense");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
   cmd->add_option("--refine-steps", a->refine_steps,
