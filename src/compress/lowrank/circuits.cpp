@@ -1,23 +1,9 @@
 #include "compress/lowrank/circuits.h"
 
-#include <algorithm>
-#include <cmath>
-
 #include "core/error.h"
 
 namespace vs::compress {
 namespace {
-
-// C^1/2 and its pseudo-inverse (eigenvalues below 1e-12 of the largest count as zero).
-void psd_roots(const Mat& C, Mat& root, Mat& inv_root) {
-  Eigen::SelfAdjointEigenSolver<Mat> es(C);
-  Vec e = es.eigenvalues().cwiseMax(0.0);
-  const double floor = std::max(e.maxCoeff(), 1e-300) * 1e-12;
-  Vec s = e.cwiseSqrt(), si(e.size());
-  for (int64_t i = 0; i < e.size(); ++i) si(i) = e(i) > floor ? 1.0 / s(i) : 0.0;
-  root = es.eigenvectors() * s.asDiagonal() * es.eigenvectors().transpose();
-  inv_root = es.eigenvectors() * si.asDiagonal() * es.eigenvectors().transpose();
-}
 
 // Rows [first, first + n) of qkv with the bias as a last column (zero without a bias).
 Mat rows_with_bias(const Mat& w, const Vec& b, int64_t first, int64_t n, int64_t width) {
@@ -50,8 +36,8 @@ AttentionCircuits attention_circuits(const Mat& qkv_w, const Vec& qkv_b, const M
       C(in, in) = rows;
     }
   }
-  Mat Ch, Cih;
-  psd_roots(C, Ch, Cih);
+  Mat Cih;
+  const Mat Ch = psd_root(C, &Cih);
   const int64_t k0 = layout.qk_total(), v0 = 2 * layout.qk_total();
   int64_t qo = 0, vo = 0;  // head offsets in the q (and k) block and in the v block / proj columns
   for (int64_t h = 0; h < H; ++h) {
@@ -76,12 +62,12 @@ AttentionCircuits attention_circuits(const Mat& qkv_w, const Vec& qkv_b, const M
     if (dv > 0) {
       const Mat v = rows_with_bias(qkv_w, qkv_b, v0 + vo, dv, in + 1);
       const Mat o = proj_w.middleCols(vo, dv);
-      Mat Cy = activation_aware ? Mat(yty.block(vo, vo, dv, dv)) : Mat::Identity(dv, dv), Cyh, unused;
-      psd_roots(Cy, Cyh, unused);
-      Eigen::JacobiSVD<Mat> svd(o * Cyh, Eigen::ComputeThinU);
-      hc.o = svd.matrixU();                  // [out, min(out, dv)]
-      hc.v = hc.o.transpose() * o * v;       // U^T O V~
-      hc.ov_energy = svd.singularValues().cwiseAbs2();
+      // Step 2's activation-aware factorisation of proj's head columns on the head's y.
+      const Mat Cy = yty.block(vo, vo, dv, dv);
+      OutputSpectrum sp = output_spectrum(o, activation_aware ? &Cy : nullptr);
+      hc.o = std::move(sp.basis);        // [out, min(out, dv)]
+      hc.v = hc.o.transpose() * o * v;   // U^T O V~
+      hc.ov_energy = std::move(sp.energy);
       check(hc.o.cols() == dv, "attention circuits: a head's value width exceeds the output width");
     }
     c.heads.push_back(std::move(hc));

@@ -1,17 +1,27 @@
 #include "compress/lowrank/factorize.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace vs::compress {
 
-OutputSpectrum output_spectrum(const Mat& W, const Mat* C) {
-  Mat M = W;
-  if (C) {  // W C^{1/2}, with C^{1/2} = V sqrt(max(lambda, 0)) V^T
-    Eigen::SelfAdjointEigenSolver<Mat> es(*C);
-    check(es.info() == Eigen::Success, "low-rank: eigendecomposition of X^T X failed");
-    Vec sq = es.eigenvalues().cwiseMax(0.0).cwiseSqrt();
-    M = W * (es.eigenvectors() * sq.asDiagonal() * es.eigenvectors().transpose());
+Mat psd_root(const Mat& C, Mat* inv_root) {
+  Eigen::SelfAdjointEigenSolver<Mat> es(C);
+  check(es.info() == Eigen::Success, "low-rank: eigendecomposition of X^T X failed");
+  const Vec e = es.eigenvalues().cwiseMax(0.0), sq = e.cwiseSqrt();
+  if (inv_root) {
+    const double floor = std::max(e.maxCoeff(), 1e-300) * 1e-12;
+    Vec si = Vec::Zero(e.size());
+    for (int64_t i = 0; i < e.size(); ++i)
+      if (e(i) > floor) si(i) = 1.0 / sq(i);
+    *inv_root = es.eigenvectors() * si.asDiagonal() * es.eigenvectors().transpose();
   }
+  return es.eigenvectors() * sq.asDiagonal() * es.eigenvectors().transpose();
+}
+
+OutputSpectrum output_spectrum(const Mat& W, const Mat* C) {
+  const Mat M = C ? Mat(W * psd_root(*C)) : W;  // W C^{1/2}
   Eigen::BDCSVD<Mat> svd(M, Eigen::ComputeThinU);
   check(svd.info() == Eigen::Success, "low-rank: SVD failed");
   OutputSpectrum s{svd.matrixU(), svd.singularValues().cwiseAbs2(), {}};  // Eigen sorts descending

@@ -41,6 +41,11 @@ struct OutputSpectrum {
 // C = nullptr: plain SVD of W (C = I).
 OutputSpectrum output_spectrum(const Mat& W, const Mat* C);
 
+// C^{1/2} = V sqrt(max(lambda, 0)) V^T of a symmetric PSD C (round-off-negative eigenvalues
+// clipped). inv_root, when given: the pseudo-inverse root (eigenvalues at or below 1e-12 of the
+// largest count as zero).
+Mat psd_root(const Mat& C, Mat* inv_root = nullptr);
+
 // The rank-r factors of W for this spectrum: A = basis[:, :r], B = A^T W.
 struct Factors {
   Mat A, B;  // out x r, r x in

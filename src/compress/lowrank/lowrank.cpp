@@ -89,20 +89,30 @@ struct Circuits {
 
   // This block's per-head ranks from the allocation's (items: (block, head, qk) of the items
   // after the first `first`); unchanged heads keep their width. cut: some head is cut.
-  void ranks_from(const std::vector<CircuitItem>& items, const std::vector<int64_t>& ranks, size_t first, size_t block,
-                  std::vector<int64_t>& qk, std::vector<int64_t>& v, bool& cut) const {
+  struct Ranks {
+    std::vector<int64_t> qk, v;
+    bool cut = false;
+  };
+  Ranks ranks_from(const std::vector<CircuitItem>& items, const std::vector<int64_t>& ranks, size_t first,
+                   size_t block) const {
+    Ranks out;
     for (auto& h : c.heads) {
-      qk.push_back(h.q.rows());
-      v.push_back(h.v.rows());
+      out.qk.push_back(h.q.rows());
+      out.v.push_back(h.v.rows());
     }
     for (size_t j = 0; j < items.size(); ++j) {
       const int64_t r = ranks[first + j];
       if (items[j].block != block || r <= 0) continue;
-      (items[j].qk ? qk : v)[items[j].head] = r;
-      cut = true;
+      (items[j].qk ? out.qk : out.v)[items[j].head] = r;
+      out.cut = true;
     }
+    return out;
   }
 };
+
+bool asked_dense(const LowRankSettings& s, const std::string& name) {
+  return std::find(s.keep_dense.begin(), s.keep_dense.end(), name) != s.keep_dense.end();
+}
 
 // Every block's attention as circuits from the FP32 statistics, and the model's qkv / proj
 // rewritten in the circuits' bases at full rank (the same function; circuits.h), so that cutting a
@@ -110,12 +120,9 @@ struct Circuits {
 std::vector<Circuits> attention_circuits_of(models::ViT& model, std::vector<Layer>& layers,
                                             const std::map<std::string, size_t>& index, const LowRankSettings& s) {
   std::vector<Circuits> out;
-  auto dense = [&](const std::string& n) {
-    return std::find(s.keep_dense.begin(), s.keep_dense.end(), n) != s.keep_dense.end();
-  };
   for (size_t b = 0; b < model.blocks.size(); ++b) {
     const std::string prefix = "blocks." + std::to_string(b) + ".attn.";
-    if (dense(prefix + "qkv") || dense(prefix + "proj")) continue;  // --keep-dense: this attention stays
+    if (asked_dense(s, prefix + "qkv") || asked_dense(s, prefix + "proj")) continue;  // --keep-dense: this attention stays
     auto& q = layers[index.at(prefix + "qkv")];
     auto& p = layers[index.at(prefix + "proj")];
     const auto& layout = model.blocks[b].attn.heads;
@@ -228,7 +235,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     // keep only the outputs of the calibration images (for the head: their classes' logits) and
     // its compensation would interpolate them; measured 21.10 top-1 at 80 % with the head cut.
     if (!l.kept.empty()) continue;  // cut as attention circuits
-    if (std::find(s.keep_dense.begin(), s.keep_dense.end(), l.name) != s.keep_dense.end())
+    if (asked_dense(s, l.name))
       l.kept = "asked (--keep-dense)";
     else if (l.rows < l.W.cols())
       l.kept = std::to_string(l.rows) + " calibration rows < " + std::to_string(l.W.cols()) + " inputs";
@@ -299,10 +306,8 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
         swaps.push_back({eligible[i]->slot, low_rank_layer(factorize(eligible[i]->W, eligible[i]->spectrum, ranks[i]),
                                                            eligible[i]->bias)});
     for (size_t b = 0; b < circuits.size(); ++b) {
-      std::vector<int64_t> qk, v;
-      bool cut = false;
-      circuits[b].ranks_from(citems, ranks, eligible.size(), b, qk, v, cut);
-      if (cut) swaps.push_back({circuits[b].qkv_slot, dense_layer(attention_at(circuits[b].c, qk, v, true), true)});
+      const auto r = circuits[b].ranks_from(citems, ranks, eligible.size(), b);
+      if (r.cut) swaps.push_back({circuits[b].qkv_slot, dense_layer(attention_at(circuits[b].c, r.qk, r.v, true), true)});
     }
     return swaps;
   };
@@ -390,10 +395,8 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   // The attention circuits at their ranks: narrower heads (the layout is saved in config.json).
   nlohmann::json attention = nlohmann::json::object();
   for (size_t b = 0; b < circuits.size(); ++b) {
-    std::vector<int64_t> qk, v;
-    bool cut = false;
-    circuits[b].ranks_from(citems, ranks, eligible.size(), b, qk, v, cut);
-    const AttentionWeights w = attention_at(circuits[b].c, qk, v, false);
+    const auto r = circuits[b].ranks_from(citems, ranks, eligible.size(), b);
+    const AttentionWeights w = attention_at(circuits[b].c, r.qk, r.v, false);
     *circuits[b].qkv_slot = dense_layer(w, true);
     *circuits[b].proj_slot = dense_layer(w, false);
     model.blocks[circuits[b].block].attn.heads = w.layout;
