@@ -2,16 +2,21 @@
 // activation-weighted error, rank-deficient inputs are safe, compensation refits to the
 // compressed inputs, the allocators meet the budget, low-rank (and low-rank + quantised) layers
 // and models save, load and run, and bad options are rejected.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <random>
 
 #include "compress/lowrank/allocate.h"
 #include "compress/lowrank/circuits.h"
 #include "compress/lowrank/factorize.h"
+#include "compress/lowrank/mlp_units.h"
 #include "compress/lowrank/sensitivity.h"
 #include "core/error.h"
 #include "nn/lowrank_linear.h"
@@ -334,13 +339,16 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   // The head sees 4 pooled rows for 192 inputs: left dense (cut, it lost most of top-1).
   EXPECT_FALSE(cfg["lowrank"]["layers"].contains("head"));
   EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("head"));
-  // KL probes for every candidate: patch_embed and 24 fc layers (qkv / proj are circuits), and
-  // 12 blocks x 3 heads x (q/k, v/o).
-  EXPECT_EQ(cfg["lowrank"]["sensitivity"].size(), 25u + 72u);
+  const auto& mlps = cfg["lowrank"]["mlp_units"];
+  ASSERT_EQ(mlps.size(), 12u) << "every block's MLP as hidden units";
+  // KL probes for every candidate: patch_embed (qkv / proj are circuits, fc1 / fc2 MLP units),
+  // 12 blocks x 3 heads x (q/k, v/o), and 12 MLPs.
+  EXPECT_EQ(cfg["lowrank"]["sensitivity"].size(), 1u + 72u + 12u);
   for (auto& [name, probes] : cfg["lowrank"]["sensitivity"].items()) {
-    const bool circuit = name.find(".head") != std::string::npos;
-    // Linear layers: 4 budgets, all reachable at 90 %; circuits: 6/8 .. 1/8 of the head width.
-    ASSERT_EQ(probes.size(), circuit ? 5u : 4u) << name;
+    const bool circuit = name.find(".head") != std::string::npos, mlp = name.find(".mlp.units") != std::string::npos;
+    // Linear layers: 4 budgets, all reachable at 90 %; circuits: 6/8 .. 1/8 of the head width;
+    // MLPs: 7/8 .. 2/8 of the hidden width.
+    ASSERT_EQ(probes.size(), circuit ? 5u : mlp ? 6u : 4u) << name;
     int64_t lowest = probes[0]["rank"];
     for (auto& p : probes) {
       EXPECT_LE(p["rank"].get<int64_t>(), lowest) << name << ": probes by falling rank";
@@ -355,10 +363,22 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
       const int64_t r = widths[size_t(name[dot + 5] - '0')];
       EXPECT_TRUE(r == 64 || r >= lowest) << name << " " << r;
     }
+    if (mlp) {  // blocks.N.mlp.units
+      const int64_t r = mlps[name.substr(0, name.size() - 6)]["hidden"];
+      EXPECT_TRUE(r == 768 || r >= lowest) << name << " " << r;
+    }
   }
   out = test::run_output(test::cli() + " info " + (tmp / "lr"), &st);
   ASSERT_EQ(st, 0) << out;
   EXPECT_NE(out.find("head widths"), std::string::npos) << out;  // the circuits' per-head ranks
+  for (size_t b = 0; b < 12; ++b) {  // and the MLPs' widths, which the saved fc1 / fc2 have
+    const int64_t hidden = mlps["blocks." + std::to_string(b) + ".mlp"]["hidden"];
+    EXPECT_NE(out.find(fmt::format("block {:>2}   ", b)), std::string::npos) << out;
+    EXPECT_NE(out.find(fmt::format("mlp hidden {}\n", hidden)), std::string::npos) << out;
+    EXPECT_NE(out.find(fmt::format("{:<26} {:<8} {:>6}", "blocks." + std::to_string(b) + ".mlp.fc2", "dense", hidden)),
+              std::string::npos)
+        << out;
+  }
   if (!cfg["lowrank"]["layers"].empty()) {
     EXPECT_NE(out.find("low-rank layer"), std::string::npos) << out;
     EXPECT_NE(out.find(".down"), std::string::npos) << out;
@@ -373,7 +393,8 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   // the output of "...attn.qkv.up" in a low-rank model).
   // (A MAC budget here: the circuits' q k^T and P v products count too.)
   out = test::run_output(test::cli() + " lowrank " + m + " --flops 0.9 --calib " + d + " --split " + (tmp / "calib.txt") +
-                             " --calib-batch 4 --allocation uniform --no-compensation --refine-steps 0 --keep-dense blocks.0.attn.qkv --out " +
+                             " --calib-batch 4 --allocation uniform --no-compensation --refine-steps 0 --keep-dense blocks.0.attn.qkv "
+                             "blocks.1.mlp.fc2 --out " +
                              (tmp / "lrd"),
                          &st);
   ASSERT_EQ(st, 0) << out;
@@ -385,6 +406,12 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
   EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("blocks.0.attn.qkv"));
   EXPECT_EQ(cfg["lowrank"]["attention_circuits"].size(), 11u);
   EXPECT_FALSE(cfg["lowrank"]["attention_circuits"].contains("blocks.0.attn"));
+  // --keep-dense of block 1's fc2 keeps its MLP out of the MLP units (its fc1 is a Linear); the
+  // other MLPs are narrower (uniform: each keeps the same fraction).
+  EXPECT_TRUE(cfg["lowrank"]["kept_dense"].contains("blocks.1.mlp.fc2"));
+  EXPECT_EQ(cfg["lowrank"]["mlp_units"].size(), 11u);
+  EXPECT_FALSE(cfg["lowrank"]["mlp_units"].contains("blocks.1.mlp"));
+  EXPECT_LT(cfg["lowrank"]["mlp_units"]["blocks.0.mlp"]["hidden"].get<int64_t>(), 768);
   out = test::run_output(test::cli() + " quantize " + (tmp / "lrd") + " --calib " + d + " --split " +
                              (tmp / "calib.txt") + " --out " + (tmp / "lrq"),
                          &st);
@@ -521,4 +548,105 @@ TEST(LowRankCircuits, CutsAreTheBestFitsOfScoresAndOutputs) {
   }
   EXPECT_THROW(compress::attention_at(c, {9, 8, 8}, full, false), Error);
   EXPECT_THROW(compress::attention_at(c, {8, 8}, full, false), Error);
+}
+
+// MLP units (compress/lowrank/mlp_units.h), checked against the MLP computed directly.
+namespace {
+
+struct RandomMlp {
+  int64_t in = 6, hidden = 16, out = 5, rows = 300;
+  Mat X, w1, w2;
+  compress::Vec b1, b2;
+  explicit RandomMlp(unsigned seed) {
+    X = correlated_inputs(rows, in, seed);
+    w1 = random_mat(hidden, in, seed + 2) * 0.5;
+    b1 = random_mat(hidden, 1, seed + 3).col(0) * 0.3;
+    w2 = random_mat(out, hidden, seed + 4) * 0.4;
+    b2 = random_mat(out, 1, seed + 5).col(0);
+    w1.row(3) = w1.row(11);  // a duplicate unit: with fc2 refitted, losing one of the pair costs nothing
+    b1(3) = b1(11);
+  }
+  Mat hidden_of(const Mat& w, const compress::Vec& b) const {  // GELU(X w^T + b)
+    Mat h = X * w.transpose();
+    h.rowwise() += b.transpose();
+    return h.unaryExpr([](double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); });
+  }
+  Mat run(const Mat& w1_, const compress::Vec& b1_, const Mat& w2_, const compress::Vec& b2_) const {
+    Mat y = hidden_of(w1_, b1_) * w2_.transpose();
+    y.rowwise() += b2_.transpose();
+    return y;
+  }
+  Mat run(const compress::MlpWeights& w) const { return run(w.w1, w.b1, w.w2, w.b2); }
+  compress::Moments moments() const {
+    using RowF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const RowF h = hidden_of(w1, b1).cast<float>();
+    compress::Moments m;
+    for (int64_t i = 0; i < rows; i += 64) m.add(h.data() + i * hidden, std::min<int64_t>(64, rows - i), hidden);
+    return m;
+  }
+  // Squared error of the best least-squares fit (bias free) of the MLP's output from the units `kept`.
+  double best_fit_error(const std::vector<int64_t>& kept) const {
+    const Mat h = hidden_of(w1, b1), y = run(w1, b1, w2, b2);
+    Mat A(rows, int64_t(kept.size()) + 1);
+    for (size_t j = 0; j < kept.size(); ++j) A.col(int64_t(j)) = h.col(kept[j]);
+    A.col(A.cols() - 1).setOnes();
+    return (A * A.colPivHouseholderQr().solve(y) - y).squaredNorm();
+  }
+};
+
+}  // namespace
+
+TEST(LowRankMlpUnits, NarrowerMlpsAreLeastSquaresFitsOfTheOriginal) {
+  const RandomMlp a(11);
+  const auto u = compress::mlp_units(a.w1, a.b1, a.w2, a.b2, a.moments(), 1e-9);
+  const Mat ref = a.run(a.w1, a.b1, a.w2, a.b2);
+  const double energy = (ref.rowwise() - ref.colwise().mean()).squaredNorm();
+  EXPECT_NEAR(u.energy, energy, 1e-4 * energy);
+  ASSERT_EQ(u.order.size(), 16u);
+  // At full width the MLP is unchanged; the duplicate unit goes first, at no cost.
+  EXPECT_LT((a.run(compress::mlp_at(u, 16, false)) - ref).cwiseAbs().maxCoeff(), 1e-4 * ref.cwiseAbs().maxCoeff());
+  EXPECT_TRUE(u.order[0] == 3 || u.order[0] == 11) << u.order[0];
+  EXPECT_LT(u.error(1), 1e-5 * energy);
+  for (int64_t r : {12, 8, 4}) {
+    const auto w = compress::mlp_at(u, r, false);
+    ASSERT_EQ(w.w1.rows(), r);
+    ASSERT_EQ(w.w2.cols(), r);
+    // fc1 keeps original rows (in their order): the kept units.
+    std::vector<int64_t> kept;
+    for (int64_t j = 0; j < r; ++j)
+      for (int64_t i = 0; i < 16; ++i)
+        if (w.w1.row(j) == a.w1.row(i) && w.b1(j) == a.b1(i) && (kept.empty() || i > kept.back())) {
+          kept.push_back(i);
+          break;
+        }
+    ASSERT_EQ(int64_t(kept.size()), r) << "fc1's rows are the kept units' rows";
+    // The output error is the removal order's error, and that of the least-squares fit from the
+    // kept units (fc2 refitted, bias included) ...
+    const double err = (a.run(w) - ref).squaredNorm();
+    EXPECT_NEAR(err, u.error(16 - r), 1e-4 * energy) << r;
+    EXPECT_NEAR(err, a.best_fit_error(kept), 1e-4 * energy) << r;
+    EXPECT_GT(err, 1e-3 * energy) << r;
+    // ... well below the same units with fc2's original columns, and below random sets of r units.
+    Mat w2_kept(a.out, r);
+    for (int64_t j = 0; j < r; ++j) w2_kept.col(j) = a.w2.col(kept[size_t(j)]);
+    EXPECT_LT(err, 0.5 * (a.run(w.w1, w.b1, w2_kept, a.b2) - ref).squaredNorm()) << r;
+    std::mt19937 rng(r);
+    double random_mean = 0;
+    for (int t = 0; t < 20; ++t) {
+      std::vector<int64_t> all(16);
+      std::iota(all.begin(), all.end(), 0);
+      std::shuffle(all.begin(), all.end(), rng);
+      all.resize(size_t(r));
+      random_mean += a.best_fit_error(all) / 20;
+    }
+    EXPECT_LT(err, random_mean) << r;
+    // Padding (all units, zero fc2 columns for the removed ones) is the same MLP (the KL probes).
+    const auto p = compress::mlp_at(u, r, true);
+    EXPECT_EQ(p.w2.cols(), 16);
+    EXPECT_LT((a.run(p) - a.run(w)).cwiseAbs().maxCoeff(), 1e-9);
+  }
+  for (int64_t k = 1; k <= 16; ++k) EXPECT_GE(u.error(k), u.error(k - 1));
+  EXPECT_THROW(compress::mlp_at(u, 0, false), Error);
+  EXPECT_THROW(compress::mlp_at(u, 17, false), Error);
+  EXPECT_THROW(compress::mlp_units(a.w1, a.b1, a.w2.leftCols(15), a.b2, a.moments(), 1e-9), Error);
 }

@@ -15,7 +15,8 @@ void add_lowrank(CLI::App& app) {
       "becomes two Linears B [r, in] then A [out, r] fitted to the layer's output on the calibration\n"
       "images, with ranks chosen per layer to meet --params or --flops, optionally refitted layer by\n"
       "layer on the compressed model's own inputs (--compensation), then refined block by block\n"
-      "(--refine-steps). Attention is cut as per-head circuits (--circuits): narrower heads.\n"
+      "(--refine-steps). Attention is cut as per-head circuits (--circuits): narrower heads; MLPs by\n"
+      "an interpolative decomposition of their hidden activations (--mlp-units): fewer hidden units.\n"
       "Writes a model folder that\n"
       "eval / bench / info / quantize load directly; `info` lists the rank of every layer.");
   struct Args : ModelArgs {
@@ -23,7 +24,7 @@ void add_lowrank(CLI::App& app) {
     // Defaults = the best measured combination on ViT-Ti (docs/lowrank.md): greedy mixed ranks
     // with compensation, best at 90 / 80 / 70 % of the parameters.
     std::string calib, split, out, factorization = "activation", allocation = "greedy", rank_error = "kl";
-    bool compensation = true, circuits = true;
+    bool compensation = true, circuits = true, mlp_units = true;
     int batch = 16, sensitivity_images = 16;
     int64_t refine_steps = 200, refine_batch = 16;
     double refine_lr = 1e-3;
@@ -64,6 +65,11 @@ void add_lowrank(CLI::App& app) {
                 "cut attention as per-head circuits (default on): each head's query-key score form and its\n"
                 "value-to-output map get their own ranks (activation-aware, in the same allocation), giving\n"
                 "narrower heads instead of factorised qkv / proj Linears (docs/lowrank.md)");
+  cmd->add_flag("--mlp-units,!--no-mlp-units", a->mlp_units,
+                "cut each MLP by a low-rank interpolative decomposition of its hidden activations (default on):\n"
+                "r hidden units kept (chosen by their share of fc2's output, fc2 refitted by least squares),\n"
+                "in the same allocation, giving narrower MLPs instead of factorised fc1 / fc2 Linears\n"
+                "(docs/lowrank.md)");
   cmd->add_flag("--compensation,!--no-compensation", a->compensation,
                 "refit the factors layer by layer, in forward order, to the layer's own FP32 output on the\n"
                 "inputs the compressed model gives it (closed form; default on, docs/lowrank.md)");
@@ -72,7 +78,8 @@ void add_lowrank(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--keep-dense", a->keep_dense,
                   "layers to leave dense, by name (e.g. blocks.0.attn.qkv; naming a block's attn.qkv or attn.proj\n"
-                  "also keeps that block's attention out of --circuits); layers with fewer calibration\n"
+                  "also keeps that block's attention out of --circuits, fc1 or fc2 its MLP out of --mlp-units);\n"
+                  "layers with fewer calibration\n"
                   "rows than inputs (the head: one row per image) are always left dense");
   cmd->add_option("--calib-batch", a->batch, "calibration batch size")->check(CLI::Range(1, 1024));
   cmd->add_option("--refine-steps", a->refine_steps,
@@ -105,6 +112,7 @@ void add_lowrank(CLI::App& app) {
     s.sensitivity_images = a->sensitivity_images;
     s.compensate = a->compensation;
     s.circuits = a->circuits;
+    s.mlp_units = a->mlp_units;
     s.damping = a->damping;
     s.batch = a->batch;
     s.keep_dense = a->keep_dense;
@@ -117,9 +125,12 @@ void add_lowrank(CLI::App& app) {
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});
     const auto& attn = section["attention_circuits"];
-    fmt::print("lowrank {} -> {}: {} layers factorised, {} attention modules as circuits; parameters {} -> {} ({:.1f}%), "
-               "GMACs {:.3f} -> {:.3f} ({:.1f}%)\n",
-               a->path, a->out, section["layers"].size(), attn.is_object() ? attn.size() : 0, params, m.num_params(),
+    int64_t mlps_cut = 0;
+    if (section["mlp_units"].is_object())
+      for (auto& [name, w] : section["mlp_units"].items()) mlps_cut += w["hidden"] < w["of"];
+    fmt::print("lowrank {} -> {}: {} layers factorised, {} attention modules as circuits, {} MLPs narrowed; parameters "
+               "{} -> {} ({:.1f}%), GMACs {:.3f} -> {:.3f} ({:.1f}%)\n",
+               a->path, a->out, section["layers"].size(), attn.is_object() ? attn.size() : 0, mlps_cut, params, m.num_params(),
                100.0 * double(m.num_params()) / double(params), double(macs) / 1e9, double(m.macs_per_image()) / 1e9,
                100.0 * double(m.macs_per_image()) / double(macs));
   });

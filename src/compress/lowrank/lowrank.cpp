@@ -8,6 +8,7 @@
 #include "compress/lowrank/allocate.h"
 #include "compress/lowrank/circuits.h"
 #include "compress/lowrank/factorize.h"
+#include "compress/lowrank/mlp_units.h"
 #include "compress/lowrank/sensitivity.h"
 #include "compress/reconstruct/reconstruct.h"
 #include "core/error.h"
@@ -65,10 +66,15 @@ struct Layer {
   Mat xtx;  // X^T X of the FP32 inputs
   Vec xsum;  // their column sums
   int64_t rows = 0;  // calibration rows behind xtx
+  Moments moments;   // centred moments of the input (MLP fc2 only, for its units: mlp_units.h)
   OutputSpectrum spectrum;
   int64_t rank = 0;  // 0: stays dense
   std::string kept;  // why the layer is not factorised at all ("" = it may be)
 };
+
+std::unique_ptr<nn::Linear> dense_layer(const Mat& w, const Vec& b) {
+  return std::make_unique<nn::DenseLinear>(to_tensor(w), to_tensor(b));
+}
 
 std::unique_ptr<nn::Linear> dense_layer(const AttentionWeights& w, bool qkv) {
   if (qkv) return std::make_unique<nn::DenseLinear>(to_tensor(w.qkv_w), w.qkv_b.size() ? to_tensor(w.qkv_b) : Tensor());
@@ -114,6 +120,36 @@ bool asked_dense(const LowRankSettings& s, const std::string& name) {
   return std::find(s.keep_dense.begin(), s.keep_dense.end(), name) != s.keep_dense.end();
 }
 
+// One block's MLP as hidden units (mlp_units.h) and where its fc1 / fc2 live.
+struct MlpCut {
+  MlpUnits u;
+  size_t block;
+  std::unique_ptr<nn::Linear>*fc1_slot, *fc2_slot;
+  int64_t width = 0;  // units kept; 0: unchanged
+
+  void set(const MlpWeights& w) const {
+    *fc1_slot = dense_layer(w.w1, w.b1);
+    *fc2_slot = dense_layer(w.w2, w.b2);
+  }
+  std::string name() const { return "blocks." + std::to_string(block) + ".mlp"; }
+};
+
+// Every block's MLP as hidden units from the FP32 statistics; its fc1 / fc2 leave the Linear
+// candidates (kept).
+std::vector<MlpCut> mlp_cuts_of(models::ViT& model, std::vector<Layer>& layers,
+                                const std::map<std::string, size_t>& index, const LowRankSettings& s) {
+  std::vector<MlpCut> out;
+  for (size_t b = 0; b < model.blocks.size(); ++b) {
+    const std::string prefix = "blocks." + std::to_string(b) + ".mlp.";
+    if (asked_dense(s, prefix + "fc1") || asked_dense(s, prefix + "fc2")) continue;  // --keep-dense: this MLP stays
+    auto& f1 = layers[index.at(prefix + "fc1")];
+    auto& f2 = layers[index.at(prefix + "fc2")];
+    out.push_back({mlp_units(f1.W, to_vec(f1.bias), f2.W, to_vec(f2.bias), f2.moments, s.damping), b, f1.slot, f2.slot});
+    f1.kept = f2.kept = "MLP units";
+  }
+  return out;
+}
+
 // Every block's attention as circuits from the FP32 statistics, and the model's qkv / proj
 // rewritten in the circuits' bases at full rank (the same function; circuits.h), so that cutting a
 // head is zeroing rows of qkv. The qkv / proj layers leave the Linear candidates (kept).
@@ -151,12 +187,32 @@ void for_each_batch(const std::vector<std::string>& images, int batch, const mod
 // FP32 weights on those inputs: target X' W^T + b. Targeting the FP32 model's outputs X W^T + b
 // instead (an earlier version) lowered top-1 from 23.97 to 12.39 at 80 %: X' is a noisy version
 // of X, and least squares from noisy inputs shrinks the weights (regression dilution).
-void compensate(models::ViT& model, std::vector<Layer>& layers, const LowRankSettings& s,
-                const std::vector<std::string>& calib, bool progress) {
-  int64_t todo = 0, done = 0;
+// A cut MLP (mlp_units.h) is chosen again on its compressed inputs: put back at full width, the
+// hidden activations it then gets give new moments, on which its units are removed and fc2
+// refitted (towards the original fc2 on those activations) at the allocated width.
+void compensate(models::ViT& model, std::vector<Layer>& layers, const std::vector<MlpCut>& mlps,
+                const LowRankSettings& s, const std::vector<std::string>& calib, bool progress) {
+  std::map<std::string, const MlpCut*> mlp_of;  // fc2's name -> its cut MLP
+  for (auto& m : mlps)
+    if (m.width > 0) mlp_of[m.name() + ".fc2"] = &m;
+  int64_t todo = int64_t(mlp_of.size()), done = 0;
   for (auto& l : layers) todo += l.rank > 0;
   Progress bar("compensate", todo * int64_t(calib.size()));
   for (auto& l : layers) {
+    if (auto it = mlp_of.find(l.name); it != mlp_of.end()) {
+      const MlpUnits& u = it->second->u;
+      it->second->set({u.w1, u.w2, u.b1, u.b2});
+      Moments m;
+      for_each_batch(calib, s.batch, model, [&](const Tensor& images, size_t end) {
+        int64_t in = 0, rows = 0;
+        const std::vector<float> x = layer_input(model, l.name, images, in, rows);
+        m.add(x.data(), rows, in);
+        if (progress) bar.update(done + int64_t(end));
+      });
+      done += int64_t(calib.size());
+      it->second->set(mlp_at(mlp_units(u.w1, u.b1, u.w2, u.b2, m, s.damping), it->second->width, false));
+      continue;
+    }
     if (l.rank == 0) continue;
     Moments m;
     for_each_batch(calib, s.batch, model, [&](const Tensor& images, size_t end) {
@@ -193,7 +249,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     Tensor bias = d->bias().defined() ? d->bias() : Tensor::zeros({d->out_features()});
     index[name] = layers.size();
     layers.push_back({name, slot, to_mat(d->weight()), bias, Mat::Zero(d->in_features(), d->in_features()),
-                      Vec::Zero(d->in_features()), 0, {}, 0, {}});
+                      Vec::Zero(d->in_features()), 0, {}, {}, 0, {}});
   }
 
   for (auto& n : s.keep_dense) check(index.count(n) != 0, "low-rank: --keep-dense names no Linear layer: '" + n + "'");
@@ -210,6 +266,8 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     Capture cap(model, [&](const Captured& c) {
       Layer& l = layers[index.at(c.name)];
       add_cross(l.xtx, c.x, c.x, c.rows, c.in, c.in);
+      if (s.mlp_units && c.name.size() > 8 && c.name.compare(c.name.size() - 8, 8, ".mlp.fc2") == 0)
+        l.moments.add(c.x, c.rows, c.in);
       l.xsum += MapF(c.x, c.rows, c.in).colwise().sum().transpose().cast<double>();
       l.rows += c.rows;
     });
@@ -221,11 +279,14 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     bar.finish();
   }
 
-  // 2-3. Spectra and ranks. Items 0..eligible-1 are Linear layers, the rest attention circuits.
+  // 2-3. Spectra and ranks. Items 0..eligible-1 are Linear layers, then attention circuits, then
+  // MLP units.
   const bool flops = s.budget == LowRankSettings::Budget::flops;
   const double total = flops ? double(model.macs_per_image()) : double(model.num_params());
   std::vector<Circuits> circuits;
   if (s.circuits) circuits = attention_circuits_of(model, layers, index, s);
+  std::vector<MlpCut> mlps;
+  if (s.mlp_units) mlps = mlp_cuts_of(model, layers, index, s);
   std::vector<RankCandidate> cands;
   std::vector<Layer*> eligible;
   std::vector<int64_t> full_rank;  // per item: the rank at which it is unchanged
@@ -281,6 +342,20 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
                          }});
       }
   }
+  // MLP items: rank = hidden units kept, each its fc1 row and bias and its fc2 column (with MACs
+  // per image, the tokens' products).
+  const size_t first_mlp = cands.size();
+  for (const MlpCut& m : mlps) {
+    const MlpUnits& u = m.u;
+    const int64_t n = u.width();
+    const double per = flops ? T * double(u.w1.cols() + u.w2.rows()) : double(u.w1.cols() + 1 + u.w2.rows());
+    const double energy = std::max(u.energy, 1e-300);
+    full_rank.push_back(n);
+    cands.push_back({per * double(n), per, n - 1, [&u, n, energy](int64_t r) {
+                       const double t = r >= n ? 0.0 : u.error(n - r) / energy;
+                       return t * t;
+                     }});
+  }
   const double to_save = total * (1.0 - s.fraction);
   nlohmann::json probes = nlohmann::json::object();
   // KL probes (rank error kl): every candidate item cut alone, then the whole allocation, on the
@@ -294,6 +369,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   }
   auto item_name = [&](size_t i) {
     if (i < eligible.size()) return eligible[i]->name;
+    if (i >= first_mlp) return mlps[i - first_mlp].name() + ".units";
     const CircuitItem& it = citems[i - eligible.size()];
     return "blocks." + std::to_string(circuits[it.block].block) + ".attn.head" + std::to_string(it.head) + (it.qk ? ".qk" : ".ov");
   };
@@ -309,6 +385,11 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
       const auto r = circuits[b].ranks_from(citems, ranks, eligible.size(), b);
       if (r.cut) swaps.push_back({circuits[b].qkv_slot, dense_layer(attention_at(circuits[b].c, r.qk, r.v, true), true)});
     }
+    for (size_t j = 0; j < mlps.size(); ++j)
+      if (const int64_t r = ranks[first_mlp + j]; r > 0) {
+        const MlpWeights w = mlp_at(mlps[j].u, r, true);  // padded: only fc2 changes
+        swaps.push_back({mlps[j].fc2_slot, dense_layer(w.w2, w.b2)});
+      }
     return swaps;
   };
   if (kl_probes) {
@@ -329,10 +410,14 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
       } catch (const Error&) {  // that much is not reachable: fewer probes
       }
     }
-    for (size_t i = eligible.size(); i < cands.size(); ++i)
+    for (size_t i = eligible.size(); i < first_mlp; ++i)
       for (int64_t eighths : {6, 4, 3, 2, 1})
         if (const int64_t r = full_rank[i] * eighths / 8; r >= 1 && (probe_ranks[i].empty() || r < probe_ranks[i].back()))
           probe_ranks[i].push_back(r);
+    // MLP units at 7/8 .. 2/8 of the hidden width (1/16 steps measured no better: 78.21 top-1
+    // at 80 % against 78.33, docs/lowrank.md).
+    for (size_t i = first_mlp; i < cands.size(); ++i)
+      for (int64_t eighths : {7, 6, 5, 4, 3, 2}) probe_ranks[i].push_back(std::max<int64_t>(1, full_rank[i] * eighths / 8));
     std::vector<LayerSwap> swaps;
     for (size_t i = 0; i < cands.size(); ++i)
       for (int64_t r : probe_ranks[i]) {
@@ -402,15 +487,26 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     model.blocks[circuits[b].block].attn.heads = w.layout;
     attention["blocks." + std::to_string(circuits[b].block) + ".attn"] = {{"qk_rank", w.layout.qk_dim}, {"v_rank", w.layout.v_dim}};
   }
-  if (!circuits.empty()) {
+  // The MLPs at their widths: fewer hidden units.
+  nlohmann::json mlp_json = nlohmann::json::object();
+  bool mlp_cut = false;
+  for (size_t j = 0; j < mlps.size(); ++j) {
+    mlps[j].width = ranks[first_mlp + j];
+    mlp_json[mlps[j].name()] = {{"hidden", mlps[j].width > 0 ? mlps[j].width : mlps[j].u.width()}, {"of", mlps[j].u.width()}};
+    if (mlps[j].width == 0) continue;
+    mlps[j].set(mlp_at(mlps[j].u, mlps[j].width, false));
+    mlp_cut = true;
+  }
+  if (!circuits.empty() || mlp_cut) {  // the widths every block was left with, as structured pruning saves them
     model.cfg.head_layouts.clear();
     for (auto& blk : model.blocks) model.cfg.head_layouts.push_back(blk.attn.heads);
     model.cfg.attn_scale = model.blocks[0].attn.scale;
-    model.cfg.pruning_record["by"] = "lowrank: attention circuits";
+    model.cfg.pruning_record["by"] = std::string("lowrank: ") +
+                                     (circuits.empty() ? "MLP units" : mlp_cut ? "attention circuits, MLP units" : "attention circuits");
   }
 
   // 4. Error compensation.
-  if (s.compensate) compensate(model, layers, s, calib, progress);
+  if (s.compensate) compensate(model, layers, mlps, s, calib, progress);
 
   // 5. Block refinement.
   nlohmann::json refinement = "off";
@@ -435,7 +531,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
                                                                                : "output error scaled to the measured KL of the model"},
           {"sensitivity", probes},
           {"allocation_check", allocation_check},
-          {"compensation", s.compensate ? "closed-form reduced-rank regression per layer, forward order, target: the FP32 layer on the compressed inputs" : "none"},
+          {"compensation", s.compensate ? "closed-form reduced-rank regression per layer (MLP units: chosen again and fc2 refitted), forward order, target: the FP32 layer on the compressed inputs" : "none"},
           {"refinement", refinement},
           {"budget", {{flops ? "flops" : "params", s.fraction}}},
           {flops ? "macs_per_image" : "params", {{"before", total}, {"after", after}}},
@@ -443,7 +539,8 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
           {"calibration_images", int64_t(calib.size())},
           {"kept_dense", kept_dense},
           {"layers", per_layer},
-          {"attention_circuits", circuits.empty() ? nlohmann::json("off") : attention}};
+          {"attention_circuits", circuits.empty() ? nlohmann::json("off") : attention},
+          {"mlp_units", mlps.empty() ? nlohmann::json("off") : mlp_json}};
 }
 
 }  // namespace vs::compress

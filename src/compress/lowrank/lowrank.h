@@ -6,6 +6,9 @@
 //     see factorize.h) or plain SVD of W;
 //  2b. attention as per-head circuits (circuits.h, default): each head's q k^T score form and its
 //     v -> proj map cut to their own ranks, narrower heads instead of factorised qkv / proj;
+//  2c. MLPs as hidden units (mlp_units.h, default): an interpolative decomposition of each MLP's
+//     hidden activations keeps r of its units (fc2 refitted), narrower MLPs instead of factorised
+//     fc1 / fc2;
 //  3. ranks: greedy mixed ranks meeting a global parameter or MAC budget, trading the smallest
 //     increase in relative output error per unit saved (allocate.h), or one uniform fraction;
 //  4. error compensation, layer by layer in forward order: each factorised layer is refitted
@@ -50,6 +53,10 @@ struct LowRankSettings {
   // v -> proj map cut to their own ranks (narrower heads, no extra GEMM) instead of factorising
   // qkv and proj as Linears; they join the same allocation.
   bool circuits = true;
+  // MLPs as hidden units (lowrank/mlp_units.h): an interpolative decomposition of the hidden
+  // activations keeps r units (fc2 refitted), a narrower MLP instead of factorising fc1 and fc2
+  // as Linears; the MLPs join the same allocation.
+  bool mlp_units = true;
   bool compensate = true;          // closed-form error compensation
   double damping = 1e-4;           // ridge of the compensation least squares, x mean(diag X'^T X')
   int batch = 16;                  // calibration batch size

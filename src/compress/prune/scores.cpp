@@ -85,7 +85,7 @@ std::vector<int64_t> greedy_quadratic(const Eigen::MatrixXd& M) {
 // Optimal Brain Surgeon order for removing columns of w with a least-squares refit of the rest:
 // removing j costs |w_j|^2 / Hinv_jj (H = damped centred Gram), after which the kept columns
 // absorb what j shared with them (w -= w_j Hinv_j. / Hinv_jj) and Hinv is downdated.
-std::vector<int64_t> obs_order(Eigen::MatrixXd w, const Moments& m, double damping) {
+std::vector<int64_t> obs_order(Eigen::MatrixXd w, const Moments& m, double damping, std::vector<double>* costs) {
   const int64_t n = w.cols();
   Eigen::MatrixXd H = m.cgram;
   H.diagonal().array() += damping * std::max(H.diagonal().mean(), 1e-30);
@@ -102,6 +102,7 @@ std::vector<int64_t> obs_order(Eigen::MatrixXd w, const Moments& m, double dampi
     }
     gone[size_t(best)] = 1;
     o.push_back(best);
+    if (costs) costs->push_back(best_cost);
     const double d = std::max(Hinv(best, best), 1e-300);
     const Eigen::VectorXd h = Hinv.col(best);  // = row, Hinv symmetric
     w -= (w.col(best) / d) * h.transpose();
@@ -204,9 +205,11 @@ const char* compensation_name(Compensation c) {
   return c == Compensation::none ? "none" : c == Compensation::mean ? "mean" : "refit";
 }
 
-std::vector<int64_t> output_error_order(const Eigen::MatrixXd& w, const Moments& m, Compensation c, double damping) {
+std::vector<int64_t> output_error_order(const Eigen::MatrixXd& w, const Moments& m, Compensation c, double damping,
+                                        std::vector<double>* costs) {
   check(w.cols() == m.mean.size(), "pruning: a layer's input statistics do not match its weight");
-  if (c == Compensation::refit) return obs_order(w, m, damping);
+  check(!costs || c == Compensation::refit, "pruning: removal costs are only given for the refit order");
+  if (c == Compensation::refit) return obs_order(w, m, damping, costs);
   const Eigen::MatrixXd G = c == Compensation::mean ? m.cgram : m.gram();
   return greedy_quadratic(G.cwiseProduct(w.transpose() * w));
 }

@@ -57,8 +57,11 @@ Orders snp_orders(const models::ViT& model, const Graph& g, const CalibStats& st
                   double damping);
 
 // Removal order of the inputs (columns) of a layer with weight w [out, n] and input moments m:
-// greedy on the exact change of its output under compensation c (see snp above).
-std::vector<int64_t> output_error_order(const Eigen::MatrixXd& w, const Moments& m, Compensation c, double damping);
+// greedy on the exact change of its output under compensation c (see snp above). costs (refit
+// only): costs[k] = what the k-th removal adds to the squared output error over the calibration
+// rows (with the ridge term), so their prefix sums are the error at every width.
+std::vector<int64_t> output_error_order(const Eigen::MatrixXd& w, const Moments& m, Compensation c, double damping,
+                                        std::vector<double>* costs = nullptr);
 Orders taylor_orders(const Graph& g, const TaylorScores& ts);
 
 }  // namespace vs::prune
