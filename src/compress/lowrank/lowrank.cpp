@@ -198,30 +198,28 @@ void compensate(models::ViT& model, std::vector<Layer>& layers, const std::vecto
   int64_t todo = int64_t(mlp_of.size()), done = 0;
   for (auto& l : layers) todo += l.rank > 0;
   Progress bar("compensate", todo * int64_t(calib.size()));
-  for (auto& l : layers) {
-    if (auto it = mlp_of.find(l.name); it != mlp_of.end()) {
-      const MlpUnits& u = it->second->u;
-      it->second->set({u.w1, u.w2, u.b1, u.b2});
-      Moments m;
-      for_each_batch(calib, s.batch, model, [&](const Tensor& images, size_t end) {
-        int64_t in = 0, rows = 0;
-        const std::vector<float> x = layer_input(model, l.name, images, in, rows);
-        m.add(x.data(), rows, in);
-        if (progress) bar.update(done + int64_t(end));
-      });
-      done += int64_t(calib.size());
-      it->second->set(mlp_at(mlp_units(u.w1, u.b1, u.w2, u.b2, m, s.damping), it->second->width, false));
-      continue;
-    }
-    if (l.rank == 0) continue;
+  // Moments of what the Linear `name` of the compressed model gets on the calibration images.
+  auto input_moments = [&](const std::string& name) {
     Moments m;
     for_each_batch(calib, s.batch, model, [&](const Tensor& images, size_t end) {
       int64_t in = 0, rows = 0;
-      const std::vector<float> x = layer_input(model, l.name + ".down", images, in, rows);
+      const std::vector<float> x = layer_input(model, name, images, in, rows);
       m.add(x.data(), rows, in);
       if (progress) bar.update(done + int64_t(end));
     });
     done += int64_t(calib.size());
+    return m;
+  };
+  for (auto& l : layers) {
+    if (auto it = mlp_of.find(l.name); it != mlp_of.end()) {
+      const MlpUnits& u = it->second->u;
+      it->second->set({u.w1, u.w2, u.b1, u.b2});
+      const Moments m = input_moments(l.name);
+      it->second->set(mlp_at(mlp_units(u.w1, u.b1, u.w2, u.b2, m, s.damping), it->second->width, false));
+      continue;
+    }
+    if (l.rank == 0) continue;
+    const Moments m = input_moments(l.name + ".down");
     // X' paired with itself: the target is the layer on X'.
     Refit r = refit_low_rank(l.W, to_vec(l.bias), PairedMoments::of_columns(m), l.rank, s.damping);
     *l.slot = low_rank_layer(r.f, to_tensor(r.bias));
@@ -266,7 +264,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     Capture cap(model, [&](const Captured& c) {
       Layer& l = layers[index.at(c.name)];
       add_cross(l.xtx, c.x, c.x, c.rows, c.in, c.in);
-      if (s.mlp_units && c.name.size() > 8 && c.name.compare(c.name.size() - 8, 8, ".mlp.fc2") == 0)
+      if (s.mlp_units && c.name.ends_with(".mlp.fc2"))
         l.moments.add(c.x, c.rows, c.in);
       l.xsum += MapF(c.x, c.rows, c.in).colwise().sum().transpose().cast<double>();
       l.rows += c.rows;
