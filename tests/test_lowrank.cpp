@@ -16,12 +16,14 @@
 #include "compress/lowrank/allocate.h"
 #include "compress/lowrank/circuits.h"
 #include "compress/lowrank/factorize.h"
+#include "compress/lowrank/lowrank.h"
 #include "compress/lowrank/mlp_units.h"
 #include "compress/lowrank/sensitivity.h"
 #include "core/error.h"
 #include "nn/lowrank_linear.h"
 #include "nn/quant_linear.h"
 #include "test_util.h"
+#include "train_util.h"
 
 using namespace vs;
 using compress::Mat;
@@ -649,4 +651,49 @@ TEST(LowRankMlpUnits, NarrowerMlpsAreLeastSquaresFitsOfTheOriginal) {
   EXPECT_THROW(compress::mlp_at(u, 0, false), Error);
   EXPECT_THROW(compress::mlp_at(u, 17, false), Error);
   EXPECT_THROW(compress::mlp_units(a.w1, a.b1, a.w2.leftCols(15), a.b2, a.moments(), 1e-9), Error);
+}
+
+// --factorization svd (the ablation's data-free column) with MLP units: the units are chosen by the
+// norm of their fc2 column alone and the kept columns are not refitted (only the ridge's shrink).
+TEST(LowRankMlpUnits, PlainSvdKeepsTheUnitsWithTheLargestFc2Columns) {
+  test::TempDir tmp;
+  const auto images = test::random_images(tmp, 8);
+  const models::ViT fp = test::tiny_vit(5);
+  models::ViT m = models::ViT::from_state_dict(fp.cfg, fp.state_dict(), "copy");
+  compress::LowRankSettings s;
+  s.fraction = 0.85;
+  s.activation_aware = false;
+  s.mixed = false;
+  s.circuits = false;
+  s.compensate = false;
+  s.refine_iters = 0;
+  s.batch = 4;
+  compress::lowrank_model(m, s, images, false);
+  auto weight = [](const std::unique_ptr<nn::Linear>& l) {
+    auto* d = dynamic_cast<const nn::DenseLinear*>(l.get());
+    EXPECT_NE(d, nullptr);
+    return d->weight();
+  };
+  int narrowed = 0;
+  for (size_t b = 0; b < m.blocks.size(); ++b) {
+    const Tensor w1 = weight(fp.blocks[b].mlp.fc1), w2 = weight(fp.blocks[b].mlp.fc2);
+    const Tensor n1 = weight(m.blocks[b].mlp.fc1), n2 = weight(m.blocks[b].mlp.fc2);
+    const int64_t hidden = w1.dim(0), in = w1.dim(1), out = w2.dim(0), r = n1.dim(0);
+    if (r == hidden) continue;
+    ++narrowed;
+    std::vector<double> norm(size_t(hidden), 0.0);
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t j = 0; j < hidden; ++j) norm[size_t(j)] += std::pow(w2.f32()[o * hidden + j], 2);
+    std::vector<int64_t> by_norm(static_cast<size_t>(hidden));
+    std::iota(by_norm.begin(), by_norm.end(), 0);
+    std::sort(by_norm.begin(), by_norm.end(), [&](int64_t x, int64_t y) { return norm[size_t(x)] > norm[size_t(y)]; });
+    std::vector<int64_t> kept(by_norm.begin(), by_norm.begin() + r);
+    std::sort(kept.begin(), kept.end());
+    for (int64_t j = 0; j < r; ++j) {
+      const int64_t u = kept[size_t(j)];
+      for (int64_t c = 0; c < in; ++c) EXPECT_EQ(n1.f32()[j * in + c], w1.f32()[u * in + c]) << "block " << b << " unit " << u;
+      for (int64_t o = 0; o < out; ++o) EXPECT_NEAR(n2.f32()[o * r + j], w2.f32()[o * hidden + u], 1e-3f);
+    }
+  }
+  EXPECT_EQ(narrowed, int(m.blocks.size()));
 }

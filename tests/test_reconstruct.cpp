@@ -49,6 +49,23 @@ double mse(const Tensor& a, const Tensor& b) {
   return s / double(a.numel());
 }
 
+// Mean over rows of |a - b|^2 / var(b's row): the error relative to each token's spread.
+double relative_mse(const Tensor& a, const Tensor& b) {
+  const int64_t C = a.dim(a.ndim() - 1), rows = a.numel() / C;
+  double s = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *x = a.f32() + r * C, *y = b.f32() + r * C;
+    double mean = 0, var = 0, err = 0;
+    for (int64_t c = 0; c < C; ++c) mean += y[c] / double(C);
+    for (int64_t c = 0; c < C; ++c) {
+      var += (y[c] - mean) * (y[c] - mean) / double(C);
+      err += double(x[c] - y[c]) * (x[c] - y[c]);
+    }
+    s += err / var;
+  }
+  return s / double(rows);
+}
+
 struct Quantised {
   models::ViT model;
   quant::FloatLayers replaced;
@@ -188,4 +205,16 @@ TEST(Reconstruct, RefineLowRankBlocksLowersErrorKeepsRanks) {
   EXPECT_NE(std::memcmp(la.f32(), ld.f32(), size_t(la.numel()) * 4), 0);
   EXPECT_EQ(std::memcmp(ld.f32(), le.f32(), size_t(ld.numel()) * 4), 0);
   EXPECT_EQ(section_d["settings"]["augment_views"], 2);
+  // Token-relative loss (each token's squared error over its variance): lowers that error, and is
+  // a different fit from the plain mean squared error's.
+  rs.augment_views = 0;
+  rs.token_relative = true;
+  models::ViT f = compressed();
+  const double rel_before = relative_mse(last_block_output(f, images), target);
+  auto section_f = compress::refine_blocks(f, fp, images, rs);
+  const Tensor lf = last_block_output(f, images);
+  std::printf("token-relative loss: last block relative error %.5f -> %.5f\n", rel_before, relative_mse(lf, target));
+  EXPECT_LT(relative_mse(lf, target), 0.8 * rel_before);
+  EXPECT_NE(std::memcmp(la.f32(), lf.f32(), size_t(la.numel()) * 4), 0);
+  EXPECT_EQ(section_f["settings"]["loss"], "squared error / variance of the target token");
 }

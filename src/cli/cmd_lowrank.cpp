@@ -30,6 +30,7 @@ void add_lowrank(CLI::App& app) {
     double refine_lr = 1e-3;
     bool refine_to_original = false;
     int64_t refine_views = 3;
+    std::string refine_loss = "mse";
     std::vector<std::string> keep_dense;
   };
   auto a = std::make_shared<Args>();
@@ -59,7 +60,7 @@ void add_lowrank(CLI::App& app) {
                   "(4 forward passes per layer on --sensitivity-images images; docs/lowrank.md)")
       ->check(CLI::IsMember({"kl", "channel", "total"}));
   cmd->add_option("--sensitivity-images", a->sensitivity_images,
-                  "calibration images of the KL probes of --rank-error kl (default 16)")
+                  "calibration images of the KL probes of --rank-error kl, evenly spread over --split (default 16)")
       ->check(CLI::Range(1, 100000));
   cmd->add_flag("--circuits,!--no-circuits", a->circuits,
                 "cut attention as per-head circuits (default on): each head's query-key score form and its\n"
@@ -93,6 +94,10 @@ void add_lowrank(CLI::App& app) {
                   "refinement: add this many augmented views (random resized crop, flip) of every calibration\n"
                   "image to the refinement's training set (3; 0: the images only)")
       ->check(CLI::Range(int64_t(0), int64_t(64)));
+  cmd->add_option("--refine-loss", a->refine_loss,
+                  "refinement loss: mse (mean squared error of the block's output) or relative (each token's\n"
+                  "squared error over its variance across channels: the error the next LayerNorm sees)")
+      ->check(CLI::IsMember({"mse", "relative"}));
   cmd->add_option("--refine-batch", a->refine_batch, "images per refinement step (16)")->check(CLI::Range(int64_t(1), int64_t(4096)));
   cmd->add_option("--refine-lr", a->refine_lr, "refinement learning rate, cosine-decayed to 0 (1e-3)")
       ->check(CLI::Range(1e-8, 1.0));
@@ -121,6 +126,7 @@ void add_lowrank(CLI::App& app) {
     s.refine_lr = a->refine_lr;
     s.refine_to_original = a->refine_to_original;
     s.refine_views = a->refine_views;
+    s.refine_token_relative = a->refine_loss == "relative";
     const int64_t params = m.num_params(), macs = m.macs_per_image();
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});

@@ -49,4 +49,17 @@ double mse_loss(const Tensor& student, const Tensor& target, float weight, Tenso
   return weight * total / double(n);
 }
 
+double weighted_mse_loss(const Tensor& student, const Tensor& target, const float* row_weight, Tensor& grad) {
+  check(student.shape() == target.shape() && student.ndim() >= 1, "weighted_mse_loss: shapes differ");
+  const int64_t n = student.numel(), C = student.dim(student.ndim() - 1);
+  grad = Tensor::empty(student.shape());
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double w = row_weight[i / C], d = double(student.f32()[i]) - target.f32()[i];
+    total += w * d * d;
+    grad.f32()[i] = float(2.0 * w * d / double(n));
+  }
+  return total / double(n);
+}
+
 }  // namespace vs::train

@@ -12,4 +12,8 @@ double kd_loss(const Tensor& student, const Tensor& teacher, float T, Tensor& gr
 // `weight` (as is the returned loss).
 double mse_loss(const Tensor& student, const Tensor& target, float weight, Tensor& grad);
 
+// The same with row i's squared errors multiplied by row_weight[i] (rows: the last dimension;
+// row_weight has numel / last-dim entries): mean(row_weight[i] * (student - target)^2).
+double weighted_mse_loss(const Tensor& student, const Tensor& target, const float* row_weight, Tensor& grad);
+
 }  // namespace vs::train

@@ -144,7 +144,17 @@ std::vector<MlpCut> mlp_cuts_of(models::ViT& model, std::vector<Layer>& layers,
     if (asked_dense(s, prefix + "fc1") || asked_dense(s, prefix + "fc2")) continue;  // --keep-dense: this MLP stays
     auto& f1 = layers[index.at(prefix + "fc1")];
     auto& f2 = layers[index.at(prefix + "fc2")];
-    out.push_back({mlp_units(f1.W, to_vec(f1.bias), f2.W, to_vec(f2.bias), f2.moments, s.damping), b, f1.slot, f2.slot});
+    // --factorization svd (the ablation's data-free column): unit activations treated as white
+    // (Gram = I, mean 0), so units go by the norm of their fc2 column and the rest are not refitted.
+    Moments white;
+    if (!s.activation_aware) {
+      white.mean = Vec::Zero(f1.W.rows());
+      white.cgram = Mat::Identity(f1.W.rows(), f1.W.rows());
+      white.rows = 1;
+    }
+    out.push_back({mlp_units(f1.W, to_vec(f1.bias), f2.W, to_vec(f2.bias), s.activation_aware ? f2.moments : white,
+                             s.damping),
+                   b, f1.slot, f2.slot});
     f1.kept = f2.kept = "MLP units";
   }
   return out;
@@ -361,8 +371,12 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   const bool kl_probes = s.mixed && s.rank_error == LowRankSettings::RankError::kl;
   Tensor probe_images, probe_ref;
   if (kl_probes) {
+    // Evenly spread over the calibration list (split files are often sorted by class: the first
+    // 16 of calib.txt are all birds, reptiles and dogs).
     const size_t n = std::min(calib.size(), size_t(s.sensitivity_images));
-    probe_images = load_batch({calib.begin(), calib.begin() + long(n)}, model.cfg.pre);
+    std::vector<std::string> picked;
+    for (size_t i = 0; i < n; ++i) picked.push_back(calib[i * calib.size() / n]);
+    probe_images = load_batch(picked, model.cfg.pre);
     probe_ref = model.forward(probe_images);
   }
   auto item_name = [&](size_t i) {
@@ -515,6 +529,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     rs.lr = s.refine_lr;
     rs.target_original_inputs = s.refine_to_original;
     rs.augment_views = s.refine_views;
+    rs.token_relative = s.refine_token_relative;
     rs.progress = progress;
     refinement = refine_blocks(model, *reference, calib, rs);
   }

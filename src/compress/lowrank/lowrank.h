@@ -73,6 +73,7 @@ struct LowRankSettings {
   double refine_lr = 1e-3;
   bool refine_to_original = false;  // RefineSettings::target_original_inputs
   int64_t refine_views = 3;         // RefineSettings::augment_views (docs/lowrank.md: 3 measured best)
+  bool refine_token_relative = false;  // RefineSettings::token_relative
 };
 
 // Compresses `model` in place (its Linear layers must all be dense). calib_images: paths,

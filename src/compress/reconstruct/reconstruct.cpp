@@ -56,6 +56,21 @@ double token_mse(const Tensor& a, const Tensor& b) {
   return s / double(a.dim(0));
 }
 
+// 1 / variance over channels of every row of y [rows, C] (the spread the next LayerNorm divides by).
+std::vector<float> inverse_token_variance(const Tensor& y) {
+  const int64_t C = y.dim(y.ndim() - 1), rows = y.numel() / C;
+  std::vector<float> w(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = y.f32() + r * C;
+    double mean = 0, sq = 0;
+    for (int64_t c = 0; c < C; ++c) mean += p[c];
+    mean /= double(C);
+    for (int64_t c = 0; c < C; ++c) sq += (p[c] - mean) * (p[c] - mean);
+    w[size_t(r)] = float(1.0 / (sq / double(C) + 1e-6));
+  }
+  return w;
+}
+
 // AdaRound's beta: beta_start until the end of the warmup, then linearly down to beta_end.
 float beta_at(const ReconstructSettings& s, int64_t step) {
   const double start = s.warmup * double(s.iters);
@@ -207,6 +222,7 @@ static Tensor embed_with_views(const models::ViT& m, const std::vector<std::stri
 
 nlohmann::json RefineSettings::to_json() const {
   return {{"iters", iters}, {"batch", batch}, {"lr", lr}, {"seed", seed}, {"augment_views", augment_views},
+          {"loss", token_relative ? "squared error / variance of the target token" : "mean squared error"},
           {"target", target_original_inputs ? "original block on its own inputs" : "original block on the refined inputs"}};
 }
 
@@ -235,16 +251,22 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
     tb.collect(params);
     train::AdamW opt(params, {0.9, 0.999, 1e-8, 0.0});
     Progress bar(prefix + " refine", s.iters);
+    const std::vector<float> token_weight = s.token_relative ? inverse_token_variance(target) : std::vector<float>();
     Tensor xb = Tensor::empty({B * T, C}), yb = Tensor::empty({B * T, C});
+    std::vector<float> wb(size_t(s.token_relative ? B * T : 0));
     for (int64_t step = 0; step < s.iters; ++step) {
       const auto idx = train::batch_indices(s.seed + 7919 * (b + 1), step, B, size_t(n));
       for (int64_t i = 0; i < B; ++i) {
         const int64_t off = int64_t(idx[size_t(i)]) * T * C;
         std::copy(x.f32() + off, x.f32() + off + T * C, xb.f32() + i * T * C);
         std::copy(target.f32() + off, target.f32() + off + T * C, yb.f32() + i * T * C);
+        if (s.token_relative)
+          std::copy_n(token_weight.begin() + int64_t(idx[size_t(i)]) * T, T, wb.begin() + i * T);
       }
       Tensor dy;  // (backward writes every parameter's gradient: nothing to zero)
-      const double loss = train::mse_loss(tb.forward(xb, B, T), yb, 1.f, dy);
+      const Tensor yhat = tb.forward(xb, B, T);
+      const double loss =
+          s.token_relative ? train::weighted_mse_loss(yhat, yb, wb.data(), dy) : train::mse_loss(yhat, yb, 1.f, dy);
       tb.backward(dy);
       opt.step(train::cosine_lr(s.lr, step, s.iters, 0));
       if (s.progress) bar.update(step + 1, fmt::format("mse {:.4g}", loss));

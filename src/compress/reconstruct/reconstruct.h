@@ -69,6 +69,11 @@ struct RefineSettings {
   // calibration image added to the training set, drawn from `seed`: more distinct tokens for the
   // same number of steps. 0: the images only.
   int64_t augment_views = 0;
+  // Loss per token relative to the target token's variance over channels, i.e. the error as the
+  // next LayerNorm sees it: mean_t |y'_t - y_t|^2 / var(y_t). ViT-Ti's later blocks carry a few
+  // tokens with massive activations (per-token std ~40 against ~1.1 for the rest), which
+  // otherwise dominate the plain mean squared error.
+  bool token_relative = false;
   nlohmann::json to_json() const;
 };
 nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, const std::vector<std::string>& images,
