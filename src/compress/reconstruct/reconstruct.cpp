@@ -269,7 +269,7 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
           s.token_relative ? train::weighted_mse_loss(yhat, yb, wb.data(), dy) : train::mse_loss(yhat, yb, 1.f, dy);
       tb.backward(dy);
       opt.step(train::cosine_lr(s.lr, step, s.iters, 0));
-      if (s.progress) bar.update(step + 1, fmt::format("mse {:.4g}", loss));
+      if (s.progress) bar.update(step + 1, fmt::format("{} {:.4g}", s.token_relative ? "relative error" : "mse", loss));
     }
     bar.finish();
     model.blocks[b] = tb.to_block();
