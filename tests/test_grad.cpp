@@ -137,12 +137,12 @@ TEST(Grad, KdLossAndMse) {
   fd_check("mse loss", s.f32(), g.f32(), s.numel(), [&] { Tensor tmp; return train::mse_loss(s, t, 0.5f, tmp); }, 30);
   // Row-weighted: equal weights w give w x the plain loss; uneven ones weight each row's errors.
   const float halves[3] = {0.5f, 0.5f, 0.5f}, uneven[3] = {3.f, 0.f, 0.25f};
-  EXPECT_NEAR(train::weighted_mse_loss(s, t, halves, g), train::mse_loss(s, t, 0.5f, g), 1e-9);
+  EXPECT_NEAR(train::mse_loss(s, t, 1.f, g, halves), train::mse_loss(s, t, 0.5f, g), 1e-9);
   double by_hand = 0;
   for (int64_t i = 0; i < s.numel(); ++i) by_hand += uneven[i / 10] * std::pow(double(s.f32()[i]) - t.f32()[i], 2);
-  EXPECT_NEAR(train::weighted_mse_loss(s, t, uneven, g), by_hand / 30.0, 1e-9);
+  EXPECT_NEAR(train::mse_loss(s, t, 1.f, g, uneven), by_hand / 30.0, 1e-9);
   fd_check("weighted mse loss", s.f32(), g.f32(), s.numel(),
-           [&] { Tensor tmp; return train::weighted_mse_loss(s, t, uneven, tmp); }, 30);
+           [&] { Tensor tmp; return train::mse_loss(s, t, 1.f, tmp, uneven); }, 30);
 }
 
 // A whole transformer block (LayerScale on, uneven heads, MLP width 24): input and every parameter.

@@ -36,30 +36,17 @@ double kd_loss(const Tensor& student, const Tensor& teacher, float T, Tensor& gr
   return double(T) * T * total / double(R);
 }
 
-double mse_loss(const Tensor& student, const Tensor& target, float weight, Tensor& grad) {
-  check(student.shape() == target.shape(), "mse_loss: shapes differ");
-  const int64_t n = student.numel();
+double mse_loss(const Tensor& student, const Tensor& target, float weight, Tensor& grad, const float* row_weight) {
+  check(student.shape() == target.shape() && (!row_weight || student.ndim() >= 1), "mse_loss: shapes differ");
+  const int64_t n = student.numel(), C = row_weight ? student.dim(student.ndim() - 1) : 1;
   grad = Tensor::empty(student.shape());
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const double d = double(student.f32()[i]) - target.f32()[i];
-    total += d * d;
-    grad.f32()[i] = float(2.0 * weight * d / double(n));
+    const double w = row_weight ? double(row_weight[i / C]) : 1.0, d = double(student.f32()[i]) - target.f32()[i];
+    total += w * d * d;
+    grad.f32()[i] = float(2.0 * weight * w * d / double(n));
   }
   return weight * total / double(n);
-}
-
-double weighted_mse_loss(const Tensor& student, const Tensor& target, const float* row_weight, Tensor& grad) {
-  check(student.shape() == target.shape() && student.ndim() >= 1, "weighted_mse_loss: shapes differ");
-  const int64_t n = student.numel(), C = student.dim(student.ndim() - 1);
-  grad = Tensor::empty(student.shape());
-  double total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double w = row_weight[i / C], d = double(student.f32()[i]) - target.f32()[i];
-    total += w * d * d;
-    grad.f32()[i] = float(2.0 * w * d / double(n));
-  }
-  return total / double(n);
 }
 
 }  // namespace vs::train

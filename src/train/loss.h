@@ -9,11 +9,9 @@ namespace vs::train {
 double kd_loss(const Tensor& student, const Tensor& teacher, float T, Tensor& grad);
 
 // mean((student - target)^2) over all elements; grad = 2 (student - target) / n, scaled by
-// `weight` (as is the returned loss).
-double mse_loss(const Tensor& student, const Tensor& target, float weight, Tensor& grad);
-
-// The same with row i's squared errors multiplied by row_weight[i] (rows: the last dimension;
-// row_weight has numel / last-dim entries): mean(row_weight[i] * (student - target)^2).
-double weighted_mse_loss(const Tensor& student, const Tensor& target, const float* row_weight, Tensor& grad);
+// `weight` (as is the returned loss). row_weight (optional, numel / last-dim entries): row i's
+// squared errors (rows: the last dimension) multiplied by row_weight[i].
+double mse_loss(const Tensor& student, const Tensor& target, float weight, Tensor& grad,
+                const float* row_weight = nullptr);
 
 }  // namespace vs::train

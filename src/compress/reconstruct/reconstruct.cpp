@@ -264,9 +264,7 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
           std::copy_n(token_weight.begin() + int64_t(idx[size_t(i)]) * T, T, wb.begin() + i * T);
       }
       Tensor dy;  // (backward writes every parameter's gradient: nothing to zero)
-      const Tensor yhat = tb.forward(xb, B, T);
-      const double loss =
-          s.token_relative ? train::weighted_mse_loss(yhat, yb, wb.data(), dy) : train::mse_loss(yhat, yb, 1.f, dy);
+      const double loss = train::mse_loss(tb.forward(xb, B, T), yb, 1.f, dy, s.token_relative ? wb.data() : nullptr);
       tb.backward(dy);
       opt.step(train::cosine_lr(s.lr, step, s.iters, 0));
       if (s.progress) bar.update(step + 1, fmt::format("{} {:.4g}", s.token_relative ? "relative error" : "mse", loss));
