@@ -304,7 +304,9 @@ TEST(LowRankCli, BadOptionsAreRejected) {
   const std::string m = test::have_shared() ? test::vit_tiny_dir() : tmp / "none";
   const std::string base = test::cli() + " lowrank " + m + " --calib " + tmp.path.string() + " --out " + (tmp / "o");
   for (std::string opts : {" --params 0", " --params 1.5", " --flops -0.2", " --params 0.8 --flops 0.8", "",
-                           " --params 0.8 --allocation best", " --params 0.8 --factorization qr"}) {
+                           " --params 0.8 --allocation best", " --params 0.8 --factorization qr",
+                           " --params 0.8 --qk-fit attention --no-circuits", " --params 0.8 --qk-fit softmax",
+                           " --params 0.8 --qk-fit attention --factorization svd", " --params 0.8 --refine-last cls"}) {
     int st = 0;
     std::string out = test::run_output(base + opts, &st);
     EXPECT_NE(st, 0) << opts << ": " << out;
@@ -550,6 +552,69 @@ TEST(LowRankCircuits, CutsAreTheBestFitsOfScoresAndOutputs) {
   }
   EXPECT_THROW(compress::attention_at(c, {9, 8, 8}, full, false), Error);
   EXPECT_THROW(compress::attention_at(c, {8, 8}, full, false), Error);
+}
+
+// The softmax-aware q/k fit (circuits.h, KeyWeights): its statistics are the attention every key
+// receives, at full rank it is the same attention, and a cut is the best fit of the
+// attention-weighted, per-query-centred score error (the tail of its spectrum, below the uniform
+// fit's error in that metric).
+TEST(LowRankCircuits, AttentionWeightedKeysFitWhatTheSoftmaxSees) {
+  RandomAttention a(7);
+  using RowF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Mat qkv = a.X * a.qkv_w.transpose();
+  qkv.rowwise() += a.qkv_b.transpose();
+  const RowF xf = a.X.cast<float>(), qkvf = qkv.cast<float>();
+  compress::KeyWeights keys;  // two batches: images 0-1, then image 2
+  keys.add(xf.data(), qkvf.data(), 2, a.N, a.C, a.layout, 0.35f);
+  keys.add(xf.data() + 2 * a.N * a.C, qkvf.data() + 2 * a.N * qkv.cols(), 1, a.N, a.C, a.layout, 0.35f);
+
+  const auto c = compress::attention_circuits(a.qkv_w, a.qkv_b, a.proj_w, a.proj_b, a.layout, a.xtx, a.xsum,
+                                              double(a.X.rows()), a.yty, true, &keys);
+  const auto uniform = a.circuits();
+  const std::vector<int64_t> full = a.layout.qk_dim;
+  const Mat ref = a.run({a.qkv_w, a.proj_w, a.qkv_b, a.proj_b, a.layout}).y;
+  EXPECT_LT((a.run(compress::attention_at(c, full, full, false)).y - ref).cwiseAbs().maxCoeff(),
+            1e-8 * ref.cwiseAbs().maxCoeff());
+
+  for (size_t h = 0; h < 3; ++h) {
+    // a_j: the column sums of the head's softmax probabilities, image by image.
+    const Mat q = qkv.middleCols(8 * int64_t(h), 8), k = qkv.middleCols(24 + 8 * int64_t(h), 8);
+    compress::Vec att = compress::Vec::Zero(a.X.rows());
+    for (int64_t b = 0; b < a.B; ++b) {
+      Mat s = q.middleRows(b * a.N, a.N) * k.middleRows(b * a.N, a.N).transpose() * 0.35;
+      for (int64_t i = 0; i < a.N; ++i) {
+        s.row(i) = (s.row(i).array() - s.row(i).maxCoeff()).exp();
+        s.row(i) /= s.row(i).sum();
+      }
+      att.segment(b * a.N, a.N) = s.colwise().sum().transpose();
+    }
+    const compress::Vec mu = a.X.transpose() * att / att.sum();
+    const Mat Xc = a.X.rowwise() - mu.transpose();
+    const Mat Ck = Xc.transpose() * att.asDiagonal() * Xc;
+    EXPECT_LT((keys.centred(h) - Ck).norm(), 1e-5 * Ck.norm()) << "head " << h;
+
+    // The metric: sum over queries i and keys j of a_j (d_ij - sum_j' a_j' d_ij' / sum a)^2, d the
+    // score error (all pairs of rows, as the uniform fit's).
+    auto weighted_error = [&](const compress::AttentionCircuits& cc, int64_t r) {
+      std::vector<int64_t> qk = full;
+      qk[h] = r;
+      const auto w = compress::attention_at(cc, qk, full, false);
+      Mat qkv2 = a.X * w.qkv_w.transpose();
+      qkv2.rowwise() += w.qkv_b.transpose();
+      int64_t qo = 0;
+      for (size_t j = 0; j < h; ++j) qo += w.layout.qk_dim[j];
+      const Mat s2 = qkv2.middleCols(qo, r) * qkv2.middleCols(w.layout.qk_total() + qo, r).transpose();
+      Mat d = q * k.transpose() - s2;
+      const compress::Vec shift = d * att / att.sum();
+      d.colwise() -= shift;
+      return (d.array().square().rowwise() * att.transpose().array()).sum();
+    };
+    for (int64_t r : {2, 5}) {
+      const double err = weighted_error(c, r);
+      EXPECT_NEAR(err, tail(c.heads[h].qk_energy, r), 1e-4 * c.heads[h].qk_energy.sum()) << "head " << h << " r " << r;
+      EXPECT_LT(err, weighted_error(uniform, r)) << "head " << h << " r " << r;
+    }
+  }
 }
 
 // MLP units (compress/lowrank/mlp_units.h), checked against the MLP computed directly.

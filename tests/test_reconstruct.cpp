@@ -148,8 +148,8 @@ TEST(Reconstruct, RefineLowRankBlocksLowersErrorKeepsRanks) {
   auto images = test::random_images(tmp, 16);
   const models::ViT fp = test::tiny_vit(22, false, false, false, 3);
   const Tensor target = last_block_output(fp, images);
-  auto compressed = [&] {
-    models::ViT m = models::ViT::from_state_dict(fp.cfg, fp.state_dict(), "copy");
+  auto compressed_from = [&](const models::ViT& src) {
+    models::ViT m = models::ViT::from_state_dict(src.cfg, src.state_dict(), "copy");
     compress::LowRankSettings s;
     s.fraction = 0.7;
     s.mixed = false;
@@ -159,6 +159,7 @@ TEST(Reconstruct, RefineLowRankBlocksLowersErrorKeepsRanks) {
     compress::lowrank_model(m, s, images, false);
     return m;
   };
+  auto compressed = [&] { return compressed_from(fp); };
   models::ViT a = compressed(), b = compressed();
   const int64_t params = a.num_params();
   std::vector<std::string> kinds;
@@ -217,4 +218,36 @@ TEST(Reconstruct, RefineLowRankBlocksLowersErrorKeepsRanks) {
   EXPECT_LT(relative_mse(lf, target), 0.8 * rel_before);
   EXPECT_NE(std::memcmp(la.f32(), lf.f32(), size_t(la.numel()) * 4), 0);
   EXPECT_EQ(section_f["settings"]["loss"], "squared error / variance of the target token");
+  // The last block fitted on the tokens the head reads (the class token) only: the blocks before
+  // it are the plain fit's, bit for bit; the class token's error ends below the plain fit's, and
+  // the report gives it. With average pooling every token is read: the plain fit.
+  rs.token_relative = false;
+  rs.head_tokens_last = true;
+  models::ViT g = compressed();
+  auto section_g = compress::refine_blocks(g, fp, images, rs);
+  const int64_t T = fp.cfg.num_tokens();
+  auto cls_error = [&](const Tensor& out) {  // the class token's squared error against the FP32 model's
+    const int64_t C = fp.cfg.embed_dim;
+    double e = 0;
+    for (int64_t r = 0; r < out.numel() / C; r += T)
+      for (int64_t j = r * C; j < (r + 1) * C; ++j) e += double(out.f32()[j] - target.f32()[j]) * (out.f32()[j] - target.f32()[j]);
+    return e / double(images.size());
+  };
+  const double cls_plain = cls_error(la), cls_head = cls_error(last_block_output(g, images));
+  for (int blk : {0, 1})
+    EXPECT_EQ(section_g["blocks"][blk]["output_mse_after"], section["blocks"][blk]["output_mse_after"]) << blk;
+  const auto& last = section_g["blocks"][2];
+  std::printf("last block on the class token only: its MSE against the FP32 model %.5f (all tokens' fit %.5f); against "
+              "the block's target %.5f -> %.5f\n", cls_head, cls_plain, last["head_tokens_mse_before"].get<double>(),
+              last["head_tokens_mse_after"].get<double>());
+  EXPECT_LT(cls_head, cls_plain);
+  EXPECT_LT(last["head_tokens_mse_after"].get<double>(), 0.5 * last["head_tokens_mse_before"].get<double>());
+  EXPECT_EQ(section_g["settings"]["last_block_loss"], "tokens the head reads");
+  const models::ViT fp_avg = test::tiny_vit(22, false, true, false, 3);
+  models::ViT h1 = compressed_from(fp_avg), h2 = compressed_from(fp_avg);
+  compress::refine_blocks(h1, fp_avg, images, rs);
+  rs.head_tokens_last = false;
+  compress::refine_blocks(h2, fp_avg, images, rs);
+  const Tensor l1 = last_block_output(h1, images), l2 = last_block_output(h2, images);
+  EXPECT_EQ(std::memcmp(l1.f32(), l2.f32(), size_t(l1.numel()) * 4), 0);
 }

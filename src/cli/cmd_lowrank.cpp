@@ -31,6 +31,8 @@ void add_lowrank(CLI::App& app) {
     bool refine_to_original = false;
     int64_t refine_views = 3;
     std::string refine_loss = "mse";
+    std::string qk_fit = "uniform";
+    std::string refine_last = "all";
     std::vector<std::string> keep_dense;
   };
   auto a = std::make_shared<Args>();
@@ -66,6 +68,11 @@ void add_lowrank(CLI::App& app) {
                 "cut attention as per-head circuits (default on): each head's query-key score form and its\n"
                 "value-to-output map get their own ranks (activation-aware, in the same allocation), giving\n"
                 "narrower heads instead of factorised qkv / proj Linears (docs/lowrank.md)");
+  cmd->add_option("--qk-fit", a->qk_fit,
+                  "what a head's cut query-key circuit preserves: uniform (every query-key score alike) or\n"
+                  "attention (score errors weighted as the softmax sees them: each key by the attention it\n"
+                  "receives, per-query shifts ignored; default uniform; docs/lowrank.md)")
+      ->check(CLI::IsMember({"uniform", "attention"}));
   cmd->add_flag("--mlp-units,!--no-mlp-units", a->mlp_units,
                 "cut each MLP by a low-rank interpolative decomposition of its hidden activations (default on):\n"
                 "r hidden units kept (chosen by their share of fc2's output, fc2 refitted by least squares),\n"
@@ -98,6 +105,10 @@ void add_lowrank(CLI::App& app) {
                   "refinement loss: mse (mean squared error of the block's output) or relative (each token's\n"
                   "squared error over its variance across channels: the error the next LayerNorm sees)")
       ->check(CLI::IsMember({"mse", "relative"}));
+  cmd->add_option("--refine-last", a->refine_last,
+                  "the last block's refinement loss: all (every token) or head (only the tokens the head reads:\n"
+                  "the class token with token pooling; the other outputs of the last block are never used); default all")
+      ->check(CLI::IsMember({"all", "head"}));
   cmd->add_option("--refine-batch", a->refine_batch, "images per refinement step (16)")->check(CLI::Range(int64_t(1), int64_t(4096)));
   cmd->add_option("--refine-lr", a->refine_lr, "refinement learning rate, cosine-decayed to 0 (1e-3)")
       ->check(CLI::Range(1e-8, 1.0));
@@ -106,6 +117,9 @@ void add_lowrank(CLI::App& app) {
     const double r = a->params > 0 ? a->params : a->flops;
     check(r > 0 && r <= 1, std::string(a->params > 0 ? "--params" : "--flops") + " must be in (0, 1], got " +
                                fmt::format("{}", r));
+    check(a->qk_fit == "uniform" || (a->circuits && a->factorization == "activation"),
+          "--qk-fit attention weighs the activation-aware fit of attention circuits: it needs --circuits and "
+          "--factorization activation");
     auto m = open_model(*a);
     compress::LowRankSettings s;
     s.budget = a->params > 0 ? compress::LowRankSettings::Budget::params : compress::LowRankSettings::Budget::flops;
@@ -118,6 +132,7 @@ void add_lowrank(CLI::App& app) {
     s.compensate = a->compensation;
     s.circuits = a->circuits;
     s.mlp_units = a->mlp_units;
+    s.qk_attention_weighted = a->qk_fit == "attention";
     s.damping = a->damping;
     s.batch = a->batch;
     s.keep_dense = a->keep_dense;
@@ -127,6 +142,7 @@ void add_lowrank(CLI::App& app) {
     s.refine_to_original = a->refine_to_original;
     s.refine_views = a->refine_views;
     s.refine_token_relative = a->refine_loss == "relative";
+    s.refine_head_tokens_last = a->refine_last == "head";
     const int64_t params = m.num_params(), macs = m.macs_per_image();
     auto section = compress::lowrank_model(m, s, list_images(a->calib, a->split));
     models::save_model(a->out, m, {{"lowrank", section}});

@@ -15,9 +15,40 @@ Mat rows_with_bias(const Mat& w, const Vec& b, int64_t first, int64_t n, int64_t
 
 }  // namespace
 
+void KeyWeights::add(const float* x_in, const float* qkv_out, int64_t images, int64_t tokens, int64_t in,
+                     const kernels::HeadLayout& layout, float scale) {
+  const size_t H = layout.qk_dim.size();
+  if (xx.empty()) {
+    xx.assign(H, Mat::Zero(in, in));
+    x.assign(H, Vec::Zero(in));
+    w.assign(H, 0.0);
+  }
+  check(xx.size() == H && xx[0].rows() == in, "key weights: batches of different attention shapes");
+  using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Eigen::Map<const MatF> X(x_in, images * tokens, in);
+  Eigen::MatrixXf probs(tokens * tokens, images);  // [images][queries][keys], row-major per image
+  for (size_t h = 0; h < H; ++h) {
+    if (layout.qk_dim[h] == 0) continue;
+    kernels::attention_probs_f32(qkv_out, probs.data(), images, tokens, layout, scale, int64_t(h));
+    Eigen::VectorXf a(images * tokens);  // attention received, per key token
+    for (int64_t b = 0; b < images; ++b)
+      a.segment(b * tokens, tokens) =
+          Eigen::Map<const MatF>(probs.data() + b * tokens * tokens, tokens, tokens).colwise().sum().transpose();
+    const MatF Xs = a.cwiseSqrt().asDiagonal() * X;
+    xx[h] += (Xs.transpose() * Xs).cast<double>();
+    x[h] += (X.transpose() * a).cast<double>();
+    w[h] += double(a.sum());
+  }
+}
+
+Mat KeyWeights::centred(size_t h) const {
+  check(h < w.size() && w[h] > 0, "key weights: no attention recorded for this head");
+  return xx[h] - x[h] * x[h].transpose() / w[h];
+}
+
 AttentionCircuits attention_circuits(const Mat& qkv_w, const Vec& qkv_b, const Mat& proj_w, const Vec& proj_b,
                                      const kernels::HeadLayout& layout, const Mat& xtx, const Vec& xsum,
-                                     double rows, const Mat& yty, bool activation_aware) {
+                                     double rows, const Mat& yty, bool activation_aware, const KeyWeights* keys) {
   const int64_t in = qkv_w.cols(), H = int64_t(layout.qk_dim.size());
   check(qkv_w.rows() == layout.qkv_width() && proj_w.cols() == layout.v_total() && yty.rows() == layout.v_total(),
         "attention circuits: qkv / proj shapes do not match the head layout");
@@ -47,7 +78,15 @@ AttentionCircuits attention_circuits(const Mat& qkv_w, const Vec& qkv_b, const M
       const Mat q = rows_with_bias(qkv_w, qkv_b, qo, dq, in + 1).leftCols(n);
       const Mat k = rows_with_bias(qkv_w, qkv_b, k0 + qo, dq, in + 1).leftCols(n);
       // SVD of C^1/2 q^T k C^1/2 through the d x d core: (q C^1/2)^T = Qa Ra, likewise Qb Rb.
-      Eigen::HouseholderQR<Mat> qa((q * Ch).transpose()), qb((k * Ch).transpose());
+      // The key side's root: C, or C_k (KeyWeights) with the constant input's row and column zero
+      // (a key bias only shifts each query's scores).
+      Mat Ckh = Ch, Ckih = Cih;
+      if (keys && activation_aware) {
+        Mat Ck = Mat::Zero(n, n);
+        Ck.topLeftCorner(in, in) = keys->centred(size_t(h));
+        Ckh = psd_root(Ck, &Ckih);
+      }
+      Eigen::HouseholderQR<Mat> qa((q * Ch).transpose()), qb((k * Ckh).transpose());
       const Mat Qa = qa.householderQ() * Mat::Identity(n, dq), Qb = qb.householderQ() * Mat::Identity(n, dq);
       const Mat Ra = qa.matrixQR().topRows(dq).triangularView<Eigen::Upper>();
       const Mat Rb = qb.matrixQR().topRows(dq).triangularView<Eigen::Upper>();
@@ -56,7 +95,7 @@ AttentionCircuits attention_circuits(const Mat& qkv_w, const Vec& qkv_b, const M
       hc.q = Mat::Zero(dq, in + 1);
       hc.k = Mat::Zero(dq, in + 1);
       hc.q.leftCols(n) = sq.asDiagonal() * (Qa * svd.matrixU()).transpose() * Cih;
-      hc.k.leftCols(n) = sq.asDiagonal() * (Qb * svd.matrixV()).transpose() * Cih;
+      hc.k.leftCols(n) = sq.asDiagonal() * (Qb * svd.matrixV()).transpose() * Ckih;
       hc.qk_energy = svd.singularValues().cwiseAbs2();
     }
     if (dv > 0) {

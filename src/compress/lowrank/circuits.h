@@ -34,6 +34,26 @@ struct HeadCircuits {
   Vec ov_energy;  // squared singular values of O_h C_y^1/2 (the output error's tail)
 };
 
+// Softmax-aware weights of the key side of the q/k fit (`qk_fit attention`). A score error
+// reaches the attention output through the softmax, whose Jacobian for query i is
+// diag(p_i) - p_i p_i^T: an error on key j counts in proportion to p_ij, and a constant shift of a
+// query's scores counts not at all. Summed over queries (a Kronecker approximation of that
+// metric: queries keep the plain Gram), key j weighs a_j = sum_i p_ij, the attention it receives,
+// measured from the attention-weighted mean key:
+//   C_k = sum_j a_j (x_j - mu)(x_j - mu)^T,  mu = sum_j a_j x_j / sum_j a_j.
+// The plain fit weighs every (query, key) pair alike, so it spends rank on keys no query attends
+// to and on per-query shifts the softmax ignores.
+struct KeyWeights {
+  std::vector<Mat> xx;        // per head: sum_j a_j x_j x_j^T [in, in]
+  std::vector<Vec> x;         // per head: sum_j a_j x_j
+  std::vector<double> w;      // per head: sum_j a_j
+  // One batch of `images` x `tokens` rows: x_in [rows, in] the attention's input (qkv's input),
+  // qkv_out [rows, layout.qkv_width()] its qkv output, scale the attention's score scale.
+  void add(const float* x_in, const float* qkv_out, int64_t images, int64_t tokens, int64_t in,
+           const kernels::HeadLayout& layout, float scale);
+  Mat centred(size_t h) const;  // C_k of head h
+};
+
 struct AttentionCircuits {
   std::vector<HeadCircuits> heads;  // removed heads (width 0) kept as empty entries
   Vec proj_bias;
@@ -44,9 +64,12 @@ struct AttentionCircuits {
 // qkv_w [2 * qk_total + v_total, in], qkv_b (empty when the model has no qkv bias), proj_w
 // [out, v_total], proj_b [out]; xtx, xsum, rows: X^T X, column sums and row count of qkv's input;
 // yty: proj's input Gram [v_total, v_total]. activation_aware false: C = I and C_y = I (plain SVD).
+// keys (activation-aware only): the key side of every head's q/k fit is whitened by its C_k
+// (KeyWeights) instead of C; the fit is then unique only up to per-query score shifts.
 AttentionCircuits attention_circuits(const Mat& qkv_w, const Vec& qkv_b, const Mat& proj_w, const Vec& proj_b,
                                      const kernels::HeadLayout& layout, const Mat& xtx, const Vec& xsum,
-                                     double rows, const Mat& yty, bool activation_aware);
+                                     double rows, const Mat& yty, bool activation_aware,
+                                     const KeyWeights* keys = nullptr);
 
 // The attention at per-head ranks (qk[h] <= d_qk, v[h] <= d_v of the circuits). pad: every head
 // keeps its full width with the rows beyond its rank zero (the layout does not change).

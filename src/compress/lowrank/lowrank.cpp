@@ -164,7 +164,8 @@ std::vector<MlpCut> mlp_cuts_of(models::ViT& model, std::vector<Layer>& layers,
 // rewritten in the circuits' bases at full rank (the same function; circuits.h), so that cutting a
 // head is zeroing rows of qkv. The qkv / proj layers leave the Linear candidates (kept).
 std::vector<Circuits> attention_circuits_of(models::ViT& model, std::vector<Layer>& layers,
-                                            const std::map<std::string, size_t>& index, const LowRankSettings& s) {
+                                            const std::map<std::string, size_t>& index, const LowRankSettings& s,
+                                            const std::vector<KeyWeights>& keys) {
   std::vector<Circuits> out;
   for (size_t b = 0; b < model.blocks.size(); ++b) {
     const std::string prefix = "blocks." + std::to_string(b) + ".attn.";
@@ -173,7 +174,8 @@ std::vector<Circuits> attention_circuits_of(models::ViT& model, std::vector<Laye
     auto& p = layers[index.at(prefix + "proj")];
     const auto& layout = model.blocks[b].attn.heads;
     Circuits c{attention_circuits(q.W, model.cfg.qkv_bias ? to_vec(q.bias) : Vec(), p.W, to_vec(p.bias), layout, q.xtx,
-                                  q.xsum, double(q.rows), p.xtx, s.activation_aware),
+                                  q.xsum, double(q.rows), p.xtx, s.activation_aware,
+                                  keys.empty() ? nullptr : &keys[b]),
                b, q.slot, p.slot};
     const AttentionWeights full = attention_at(c.c, layout.qk_dim, layout.v_dim, true);
     *q.slot = dense_layer(full, true);
@@ -269,10 +271,17 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     reference = models::ViT::from_state_dict(model.cfg, sd, "the original model");
   }
 
-  // 1. X^T X of every layer's input on the FP32 model.
+  // 1. X^T X of every layer's input on the FP32 model (and the attention's key weights).
+  std::vector<KeyWeights> keys;
+  if (s.circuits && s.qk_attention_weighted && s.activation_aware) keys.resize(model.blocks.size());
   {
     Capture cap(model, [&](const Captured& c) {
       Layer& l = layers[index.at(c.name)];
+      if (!keys.empty() && c.name.ends_with(".attn.qkv")) {
+        const size_t b = std::stoul(c.name.substr(7));  // "blocks.N.attn.qkv"
+        const int64_t T = model.cfg.num_tokens();
+        keys[b].add(c.x, c.y, c.rows / T, T, c.in, model.blocks[b].attn.heads, model.blocks[b].attn.scale);
+      }
       add_cross(l.xtx, c.x, c.x, c.rows, c.in, c.in);
       if (s.mlp_units && c.name.ends_with(".mlp.fc2"))
         l.moments.add(c.x, c.rows, c.in);
@@ -292,7 +301,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
   const bool flops = s.budget == LowRankSettings::Budget::flops;
   const double total = flops ? double(model.macs_per_image()) : double(model.num_params());
   std::vector<Circuits> circuits;
-  if (s.circuits) circuits = attention_circuits_of(model, layers, index, s);
+  if (s.circuits) circuits = attention_circuits_of(model, layers, index, s, keys);
   std::vector<MlpCut> mlps;
   if (s.mlp_units) mlps = mlp_cuts_of(model, layers, index, s);
   std::vector<RankCandidate> cands;
@@ -530,6 +539,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
     rs.target_original_inputs = s.refine_to_original;
     rs.augment_views = s.refine_views;
     rs.token_relative = s.refine_token_relative;
+    rs.head_tokens_last = s.refine_head_tokens_last;
     rs.progress = progress;
     refinement = refine_blocks(model, *reference, calib, rs);
   }
@@ -553,6 +563,7 @@ nlohmann::json lowrank_model(models::ViT& model, const LowRankSettings& s,
           {"kept_dense", kept_dense},
           {"layers", per_layer},
           {"attention_circuits", circuits.empty() ? nlohmann::json("off") : attention},
+          {"qk_fit", circuits.empty() ? "none" : keys.empty() ? "uniform" : "attention-weighted keys"},
           {"mlp_units", mlps.empty() ? nlohmann::json("off") : mlp_json}};
 }
 

@@ -53,6 +53,9 @@ struct LowRankSettings {
   // v -> proj map cut to their own ranks (narrower heads, no extra GEMM) instead of factorising
   // qkv and proj as Linears; they join the same allocation.
   bool circuits = true;
+  // The q/k circuits' fit weighs score errors as the softmax sees them (circuits.h, KeyWeights)
+  // instead of every query-key pair alike.
+  bool qk_attention_weighted = false;
   // MLPs as hidden units (lowrank/mlp_units.h): an interpolative decomposition of the hidden
   // activations keeps r units (fc2 refitted), a narrower MLP instead of factorising fc1 and fc2
   // as Linears; the MLPs join the same allocation.
@@ -74,6 +77,7 @@ struct LowRankSettings {
   bool refine_to_original = false;  // RefineSettings::target_original_inputs
   int64_t refine_views = 3;         // RefineSettings::augment_views (docs/lowrank.md: 3 measured best)
   bool refine_token_relative = false;  // RefineSettings::token_relative
+  bool refine_head_tokens_last = false;  // RefineSettings::head_tokens_last
 };
 
 // Compresses `model` in place (its Linear layers must all be dense). calib_images: paths,

@@ -49,11 +49,18 @@ void run_block(const nn::Block& blk, Tensor& x, int64_t T) {
     blk.forward(x.f32() + i * T * C, std::min(kForwardImages, n - i), T);
 }
 
-// Mean over tokens of the squared error summed over channels.
-double token_mse(const Tensor& a, const Tensor& b) {
+// Mean over tokens of the squared error summed over channels; with T > 0 only over the first P
+// tokens of every image of T tokens.
+double token_mse(const Tensor& a, const Tensor& b, int64_t T = 0, int64_t P = 0) {
+  const int64_t C = a.dim(a.ndim() - 1), rows = a.numel() / C;
   double s = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) s += double(a.f32()[i] - b.f32()[i]) * (a.f32()[i] - b.f32()[i]);
-  return s / double(a.dim(0));
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (T > 0 && r % T >= P) continue;
+    for (int64_t j = r * C; j < (r + 1) * C; ++j) s += double(a.f32()[j] - b.f32()[j]) * (a.f32()[j] - b.f32()[j]);
+    ++counted;
+  }
+  return s / double(counted);
 }
 
 // 1 / variance over channels of every row of y [rows, C] (the spread the next LayerNorm divides by).
@@ -68,6 +75,20 @@ std::vector<float> inverse_token_variance(const Tensor& y) {
     for (int64_t c = 0; c < C; ++c) sq += (p[c] - mean) * (p[c] - mean);
     w[size_t(r)] = float(1.0 / (sq / double(C) + 1e-6));
   }
+  return w;
+}
+
+// Per-row weights of a block's refinement loss (RefineSettings::token_relative, head_tokens_last),
+// or none (all 1). target: the block's target rows [n * T, C].
+// head_only: the last block with token pooling (RefineSettings::head_tokens_last).
+std::vector<float> loss_weights(const RefineSettings& s, const Tensor& target, const models::ViTConfig& cfg,
+                                bool head_only) {
+  if (!s.token_relative && !head_only) return {};
+  std::vector<float> w = s.token_relative ? inverse_token_variance(target) : std::vector<float>(size_t(target.dim(0)), 1.f);
+  const int64_t T = cfg.num_tokens();
+  if (head_only)  // the last block's other tokens are never read: the head sees the prefix tokens only
+    for (size_t r = 0; r < w.size(); ++r)
+      if (int64_t(r) % T >= cfg.num_prefix_tokens()) w[r] = 0.f;
   return w;
 }
 
@@ -223,6 +244,7 @@ static Tensor embed_with_views(const models::ViT& m, const std::vector<std::stri
 nlohmann::json RefineSettings::to_json() const {
   return {{"iters", iters}, {"batch", batch}, {"lr", lr}, {"seed", seed}, {"augment_views", augment_views},
           {"loss", token_relative ? "squared error / variance of the target token" : "mean squared error"},
+          {"last_block_loss", head_tokens_last ? "tokens the head reads" : "all tokens"},
           {"target", target_original_inputs ? "original block on its own inputs" : "original block on the refined inputs"}};
 }
 
@@ -251,20 +273,22 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
     tb.collect(params);
     train::AdamW opt(params, {0.9, 0.999, 1e-8, 0.0});
     Progress bar(prefix + " refine", s.iters);
-    const std::vector<float> token_weight = s.token_relative ? inverse_token_variance(target) : std::vector<float>();
+    const bool head_only = s.head_tokens_last && b + 1 == model.blocks.size() && model.cfg.global_pool == "token";
+    const std::vector<float> token_weight = loss_weights(s, target, model.cfg, head_only);
+    const bool weighted = !token_weight.empty();
     Tensor xb = Tensor::empty({B * T, C}), yb = Tensor::empty({B * T, C});
-    std::vector<float> wb(size_t(s.token_relative ? B * T : 0));
+    std::vector<float> wb(size_t(weighted ? B * T : 0));
     for (int64_t step = 0; step < s.iters; ++step) {
       const auto idx = train::batch_indices(s.seed + 7919 * (b + 1), step, B, size_t(n));
       for (int64_t i = 0; i < B; ++i) {
         const int64_t off = int64_t(idx[size_t(i)]) * T * C;
         std::copy(x.f32() + off, x.f32() + off + T * C, xb.f32() + i * T * C);
         std::copy(target.f32() + off, target.f32() + off + T * C, yb.f32() + i * T * C);
-        if (s.token_relative)
+        if (weighted)
           std::copy_n(token_weight.begin() + int64_t(idx[size_t(i)]) * T, T, wb.begin() + i * T);
       }
       Tensor dy;  // (backward writes every parameter's gradient: nothing to zero)
-      const double loss = train::mse_loss(tb.forward(xb, B, T), yb, 1.f, dy, s.token_relative ? wb.data() : nullptr);
+      const double loss = train::mse_loss(tb.forward(xb, B, T), yb, 1.f, dy, weighted ? wb.data() : nullptr);
       tb.backward(dy);
       opt.step(train::cosine_lr(s.lr, step, s.iters, 0));
       if (s.progress) bar.update(step + 1, fmt::format("{} {:.4g}", s.token_relative ? "relative error" : "mse", loss));
@@ -275,6 +299,11 @@ nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, c
     run_block(model.blocks[b], after, T);
     const double mse_after = token_mse(after, target);
     blocks.push_back({{"block", prefix}, {"output_mse_before", mse_before}, {"output_mse_after", mse_after}});
+    if (head_only) {  // report what was fitted too
+      const int64_t P = model.cfg.num_prefix_tokens();
+      blocks.back()["head_tokens_mse_before"] = token_mse(before, target, T, P);
+      blocks.back()["head_tokens_mse_after"] = token_mse(after, target, T, P);
+    }
     if (s.progress)
       fmt::print(stderr, "{}: output MSE vs the reference block {:.4g} -> {:.4g} (calibration images)\n", prefix,
                  mse_before, mse_after);

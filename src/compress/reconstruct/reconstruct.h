@@ -74,6 +74,10 @@ struct RefineSettings {
   // tokens with massive activations (per-token std ~40 against ~1.1 for the rest), which
   // otherwise dominate the plain mean squared error.
   bool token_relative = false;
+  // The last block's loss only on the tokens the head reads (with token pooling: the class token,
+  // and the distillation token if any): its other outputs are never used, so fitting them spends
+  // the block's parameters on nothing. Average pooling reads every token: no change.
+  bool head_tokens_last = false;
   nlohmann::json to_json() const;
 };
 nlohmann::json refine_blocks(models::ViT& model, const models::ViT& reference, const std::vector<std::string>& images,
