@@ -442,6 +442,14 @@ TEST(LowRankCli, LowRankThenQuantizeEndToEnd) {
 // Attention circuits (compress/lowrank/circuits.h), checked against a plain Eigen attention.
 namespace {
 
+// Row-wise softmax of scores s [queries, keys], in place.
+void softmax_rows(Mat& s) {
+  for (int64_t i = 0; i < s.rows(); ++i) {
+    s.row(i) = (s.row(i).array() - s.row(i).maxCoeff()).exp();
+    s.row(i) /= s.row(i).sum();
+  }
+}
+
 struct AttnOut {
   Mat y, proj_in;  // output [B*N, out], proj's input [B*N, v_total]
 };
@@ -456,10 +464,7 @@ AttnOut eigen_attention(const Mat& X, const Mat& qkv_w, const compress::Vec& qkv
     for (size_t h = 0; h < l.qk_dim.size(); ++h) {
       const Mat q = qkv.block(b * N, qo, N, l.qk_dim[h]), k = qkv.block(b * N, l.qk_total() + qo, N, l.qk_dim[h]);
       Mat s = (q * k.transpose() * scale);
-      for (int64_t i = 0; i < N; ++i) {
-        s.row(i) = (s.row(i).array() - s.row(i).maxCoeff()).exp();
-        s.row(i) /= s.row(i).sum();
-      }
+      softmax_rows(s);
       o.proj_in.block(b * N, vo, N, l.v_dim[h]) = s * qkv.block(b * N, 2 * l.qk_total() + vo, N, l.v_dim[h]);
       qo += l.qk_dim[h];
       vo += l.v_dim[h];
@@ -582,10 +587,7 @@ TEST(LowRankCircuits, AttentionWeightedKeysFitWhatTheSoftmaxSees) {
     compress::Vec att = compress::Vec::Zero(a.X.rows());
     for (int64_t b = 0; b < a.B; ++b) {
       Mat s = q.middleRows(b * a.N, a.N) * k.middleRows(b * a.N, a.N).transpose() * 0.35;
-      for (int64_t i = 0; i < a.N; ++i) {
-        s.row(i) = (s.row(i).array() - s.row(i).maxCoeff()).exp();
-        s.row(i) /= s.row(i).sum();
-      }
+      softmax_rows(s);
       att.segment(b * a.N, a.N) = s.colwise().sum().transpose();
     }
     const compress::Vec mu = a.X.transpose() * att / att.sum();
